@@ -1,0 +1,33 @@
+"""Parametrization of claim tests over the registry, and the one assertion they share."""
+from __future__ import annotations
+
+import pytest
+
+from mcdo.verify import catalog, engine
+from mcdo.verify.records import REPRODUCED, SKIPPED
+
+
+def params(family: str) -> list:
+    """One pytest param per (claim, tier) of a family: tier marker, and strict xfail for recorded findings."""
+    out = []
+    for claim_id, tier in catalog.pairs(family=family):
+        marks = [getattr(pytest.mark, tier)]
+        if tier == "proxy":
+            marks.append(pytest.mark.slow)
+        finding = catalog.FINDINGS.get((claim_id, tier))
+        if finding:
+            marks.append(pytest.mark.xfail(strict=True, reason=f"measured not to reproduce: {finding}"))
+        out.append(pytest.param(claim_id, tier, marks=marks, id=f"{claim_id}-{tier}"))
+    return out
+
+
+def check(claim_id: str, tier: str, ctx: engine.Context, sink: list) -> None:
+    """Evaluate, keep the records, skip with the reason when something is missing, assert the claim."""
+    records = engine.evaluate(claim_id, tier, ctx)
+    sink.extend(records)
+    judged = [r for r in records if r.verdict != SKIPPED]
+    if not judged:
+        pytest.skip(f"{claim_id} on {tier}: {records[0].reason}")
+    failed = [r for r in judged if r.verdict != REPRODUCED]
+    assert not failed, "; ".join(
+        f"{r.model}: {r.verdict}, measured {r.measured} CI {r.ci} vs {r.expected} ({r.reason})" for r in failed)

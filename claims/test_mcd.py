@@ -1,0 +1,9 @@
+"""Claims of seed MCD (see ../shared/CLAIMS.md), one test per (claim, tier)."""
+import pytest
+
+from _harness import check, params
+
+
+@pytest.mark.parametrize("claim_id,tier", params("MCD"))
+def test_mcd_claim(claim_id, tier, ctx, sink):
+    check(claim_id, tier, ctx, sink)

@@ -1,0 +1,1 @@
+"""Data: recorded measurements, image folders, degradations and the embedded default world."""

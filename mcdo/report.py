@@ -1,0 +1,84 @@
+"""Records -> ``reports/``: claims.json (all records), claims.jsonl, claims.md (one table, by seed)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+from .verify import catalog
+from .verify.records import SKIPPED, Record
+
+_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "❔ inconclusive",
+         "skipped": "⏭ skipped"}
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if not math.isfinite(x):
+        return str(x)
+    a = abs(x)
+    return f"{x:.3g}" if (a >= 1000 or (0 < a < 0.001)) else f"{x:.3f}"
+
+
+def coverage(records: list[Record], tiers: tuple[str, ...] = catalog.TIERS) -> dict[str, tuple[int, int]]:
+    """Per tier: (claims with a verdict, claims registered on that tier)."""
+    out = {}
+    for tier in tiers:
+        registered = {c.id for c in catalog.CLAIMS if tier in c.tiers}
+        judged = {r.id for r in records if r.tier == tier and r.verdict != SKIPPED}
+        out[tier] = (len(judged & registered), len(registered))
+    return out
+
+
+def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s: float | None = None) -> str:
+    """One table grouped by seed, a coverage line per tier, verdict counts, and figures."""
+    cov = coverage(records)
+    counts = Counter(r.verdict for r in records)
+    lines = ["# mcdo claims report", ""]
+    commit = records[0].commit if records else "unknown"
+    lines.append(f"Commit `{commit}`, {time.strftime('%Y-%m-%d %H:%M')}" + (f", wall time {wall_s:.0f} s" if wall_s else "") + ".")
+    lines.append("")
+    lines.append("**Coverage** (claims with a verdict / claims on the tier): "
+                 + ", ".join(f"{t} {a}/{b}" for t, (a, b) in cov.items()) + ".")
+    lines.append("**Records**: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in _MARK) + ".")
+    lines.append("")
+    lines.append("Measured values carry a 95% CI (method in each reason). Verdicts: reproduced = the CI meets the "
+                 "expected value at its stated precision (or is wholly on the claimed side); inconclusive = the CI "
+                 "straddles the claimed threshold; skipped = what is missing, and how to supply it.")
+    by_id: dict[str, list[Record]] = {}
+    for r in records:
+        by_id.setdefault(r.id, []).append(r)
+    for fam, seed in catalog.SEEDS.items():
+        lines += ["", f"## {fam}: {catalog.SEED_TITLES[fam]} (`seeds/{seed}`)", "",
+                  "| id | tier | model | verdict | measured | 95% CI | expected | reason |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for claim in (c for c in catalog.CLAIMS if c.family == fam):
+            for r in by_id.get(claim.id, []) or [Record(claim.id, "-", "-", SKIPPED, reason="not evaluated in this run")]:
+                ci = f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]" if r.ci else ""
+                reason = r.reason.replace("|", "/").replace("\n", " ")
+                lines.append(f"| {r.id} | {r.tier} | {r.model} | {_MARK[r.verdict]} | {_fmt(r.measured)} | {ci} | "
+                             f"{r.expected.replace('|', '/')} | {reason} |")
+    if figures:
+        lines += ["", "## Figures", ""]
+        for caption, path in figures:
+            lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] = (), wall_s: float | None = None
+          ) -> dict[str, Path]:
+    """Write claims.json, claims.jsonl and claims.md under ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dicts = [r.as_dict() for r in records]
+    paths = {"json": out_dir / "claims.json", "jsonl": out_dir / "claims.jsonl", "md": out_dir / "claims.md"}
+    payload = {"commit": records[0].commit if records else "unknown", "coverage": coverage(records),
+               "records": dicts}
+    paths["json"].write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    paths["jsonl"].write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts))
+    paths["md"].write_text(markdown(records, figures, wall_s))
+    return paths

@@ -1,0 +1,168 @@
+"""Reliability of a per-image score measured in K repeated MC-dropout trials.
+
+Layout: ``trials`` is ``[K trials, N images]`` (float). Images are the subjects
+of the reliability analysis, trials the repeated measurements. Definitions follow
+the recorded research code (see ``recorded/PROVENANCE.md``):
+
+* SNR = var(per-image mean over trials, ddof=1) / mean(per-image variance over trials, ddof=1)
+* ICC(1,1) = one-way random effects, single measurement (Shrout & Fleiss 1979)
+* pairwise Spearman = Spearman correlation of every pair of trials; median and IQR
+
+Useful identity (exact for these estimators):
+``ICC(1,1) = (SNR - 1/K) / (1 + SNR - 1/K)``, because the variance of the
+K-trial mean still carries noise/K.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+GATE_SPEARMAN = 0.80
+GATE_ICC = 0.75
+GATE_SNR = 2.0
+
+
+def _check_trials(trials: np.ndarray) -> np.ndarray:
+    x = np.asarray(trials, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"trials must be [K trials, N images], got shape {x.shape}")
+    if x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"need at least 2 trials and 2 images, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("trials contain NaN or inf")
+    return x
+
+
+def signal_noise(trials: np.ndarray) -> tuple[float, float]:
+    """(signal, noise): variance across images of the trial-mean, and the mean within-image variance."""
+    x = _check_trials(trials)
+    signal = float(np.var(x.mean(axis=0), ddof=1))
+    noise = float(np.mean(np.var(x, axis=0, ddof=1)))
+    return signal, noise
+
+
+def snr(trials: np.ndarray) -> float:
+    """Signal-to-noise ratio of a per-image score across trials (inf when trials agree exactly)."""
+    signal, noise = signal_noise(trials)
+    if noise == 0.0:
+        return float("inf") if signal > 0 else float("nan")
+    return signal / noise
+
+
+def _mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
+    """ANOVA mean squares with images as rows: (MS_rows, MS_cols, MS_error, MS_within)."""
+    k, n = x.shape
+    grand = x.mean()
+    row_means = x.mean(axis=0)  # per image
+    col_means = x.mean(axis=1)  # per trial
+    ss_rows = k * np.sum((row_means - grand) ** 2)
+    ss_cols = n * np.sum((col_means - grand) ** 2)
+    ss_within = np.sum((x - row_means[None, :]) ** 2)
+    ss_error = ss_within - ss_cols
+    ms_rows = ss_rows / (n - 1)
+    ms_cols = ss_cols / (k - 1)
+    ms_error = ss_error / ((n - 1) * (k - 1))
+    ms_within = ss_within / (n * (k - 1))
+    return ms_rows, ms_cols, ms_error, ms_within
+
+
+def icc(trials: np.ndarray, kind: str = "1,1") -> float:
+    """Intraclass correlation of a single trial.
+
+    kind ``"1,1"``: one-way random effects (what the seed gates on);
+    ``"2,1"``: two-way random effects, absolute agreement;
+    ``"3,1"``: two-way mixed effects, consistency (trial offsets removed).
+    """
+    x = _check_trials(trials)
+    k, n = x.shape
+    msr, msc, mse, msw = _mean_squares(x)
+    if kind == "1,1":
+        num, den = msr - msw, msr + (k - 1) * msw
+    elif kind == "2,1":
+        num, den = msr - mse, msr + (k - 1) * mse + k * (msc - mse) / n
+    elif kind == "3,1":
+        num, den = msr - mse, msr + (k - 1) * mse
+    else:
+        raise ValueError(f"unknown ICC kind {kind!r}; choose '1,1', '2,1' or '3,1'")
+    if den == 0.0:
+        return float("nan")
+    return float(num / den)
+
+
+@dataclass(frozen=True)
+class PairwiseSpearman:
+    """Spearman correlation of every pair of trials (upper triangle, row-major)."""
+
+    median: float
+    q25: float
+    q75: float
+    pairs: np.ndarray
+
+    @property
+    def iqr(self) -> float:
+        return self.q75 - self.q25
+
+
+def pairwise_spearman(trials: np.ndarray) -> PairwiseSpearman:
+    """Rank agreement between trials: median, quartiles and all K(K-1)/2 pair values."""
+    x = _check_trials(trials)
+    ranks = _st.rankdata(x, axis=1)
+    r = np.corrcoef(ranks)
+    iu = np.triu_indices(x.shape[0], k=1)
+    pairs = r[iu]
+    q25, med, q75 = np.percentile(pairs, [25, 50, 75])
+    return PairwiseSpearman(float(med), float(q25), float(q75), pairs)
+
+
+def spearman_brown(reliability: float | np.ndarray, factor: float | np.ndarray) -> float | np.ndarray:
+    """Predicted reliability when the measurement is lengthened ``factor`` times (Spearman-Brown)."""
+    r = np.asarray(reliability, dtype=np.float64)
+    m = np.asarray(factor, dtype=np.float64)
+    out = m * r / (1.0 + (m - 1.0) * r)
+    return float(out) if out.ndim == 0 else out
+
+
+def spearman_from_pearson(rho: float | np.ndarray) -> float | np.ndarray:
+    """Spearman correlation implied by a Pearson correlation for bivariate normal scores: (6/pi) asin(rho/2)."""
+    out = (6.0 / np.pi) * np.arcsin(np.asarray(rho, dtype=np.float64) / 2.0)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def icc_from_snr(snr_value: float, k: int) -> float:
+    """ICC(1,1) implied by the recorded SNR estimator over k trials (an exact identity, see module doc)."""
+    s = snr_value - 1.0 / k
+    return s / (1.0 + s)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The seed's reliability gate: every figure, its threshold and whether it passes."""
+
+    snr: float
+    icc: float
+    spearman_median: float
+    snr_pass: bool
+    icc_pass: bool
+    spearman_pass: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.snr_pass and self.icc_pass and self.spearman_pass
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def reliability_gate(
+    trials: np.ndarray,
+    spearman_min: float = GATE_SPEARMAN,
+    icc_min: float = GATE_ICC,
+    snr_min: float = GATE_SNR,
+) -> GateResult:
+    """Apply the seed's gate (Spearman >= 0.80, ICC(1,1) >= 0.75, SNR >= 2.0) to trial scores."""
+    s, i, sp = snr(trials), icc(trials), pairwise_spearman(trials).median
+    return GateResult(s, i, sp, bool(s >= snr_min), bool(i >= icc_min), bool(sp >= spearman_min))

@@ -1,0 +1,93 @@
+"""Evaluate (claim, tier) pairs into records.
+
+Evaluators register themselves with ``@evaluates(claim_id, tier)`` and return
+a list of records (one per model). Missing weights, data or devices raise
+``MissingResource`` and become ``skipped`` records naming what is missing; a
+pair with no evaluator is ``skipped: not implemented``, never passed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import env
+from ..errors import MissingResource
+from . import catalog
+from .records import SKIPPED, Record
+
+Evaluator = Callable[["Context"], list[Record]]
+_EVALUATORS: dict[tuple[str, str], Evaluator] = {}
+
+
+def evaluates(claim_id: str, tier: str) -> Callable[[Evaluator], Evaluator]:
+    """Register an evaluator for one (claim, tier) pair of the catalog."""
+    claim = catalog.get(claim_id)
+    if tier not in claim.tiers:
+        raise ValueError(f"{claim_id} is not registered on tier {tier!r} (its tiers: {claim.tiers})")
+
+    def register(fn: Evaluator) -> Evaluator:
+        if (claim_id, tier) in _EVALUATORS:
+            raise ValueError(f"two evaluators for {claim_id} on {tier}")
+        _EVALUATORS[(claim_id, tier)] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Context:
+    """What an evaluation may use: seeds, resampling sizes, a memo shared across claims, progress output."""
+
+    seed: int = 0
+    n_boot: int = 1000
+    progress: bool = True
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
+
+def _load_evaluators() -> None:
+    from . import math_claims, recorded_claims  # noqa: F401  (registration side effects)
+
+    for name in ("arch_claims", "proxy_claims", "gpu_claims", "ood_claims"):
+        try:
+            __import__(f"{__package__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{name}":
+                raise
+
+
+def implemented() -> set[tuple[str, str]]:
+    _load_evaluators()
+    return set(_EVALUATORS)
+
+
+def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Record]:
+    """Records for one claim on one tier, stamped with commit and elapsed time."""
+    _load_evaluators()
+    ctx = ctx or Context()
+    claim = catalog.get(claim_id)
+    if tier not in claim.tiers:
+        raise ValueError(f"{claim_id} is not checked on tier {tier!r}; its tiers are {', '.join(claim.tiers)}")
+    model = str(claim.needs.get("model", "-"))
+    fn = _EVALUATORS.get((claim_id, tier))
+    t0 = time.perf_counter()
+    if fn is None:
+        records = [Record(claim_id, tier, model, SKIPPED, expected=claim.expected, reason="not implemented")]
+    else:
+        try:
+            records = fn(ctx)
+        except MissingResource as e:
+            records = [Record(claim_id, tier, model, SKIPPED, expected=claim.expected, reason=str(e))]
+    elapsed = time.perf_counter() - t0
+    for r in records:
+        r.commit = env.git_commit()
+        r.elapsed_s = round(elapsed / len(records), 3)
+        r.expected = r.expected or claim.expected
+        r.config.setdefault("seed", ctx.seed)
+    return records

@@ -1,0 +1,195 @@
+"""Detection, calibration, spectra, paired tests and CIs against independent references."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sst
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from mcdo import stats as S
+
+
+def _scores_labels(rng, n=300, ties=False):
+    y = rng.integers(0, 2, size=n)
+    s = rng.normal(size=n) + 0.8 * y
+    if ties:
+        s = np.round(s, 1)
+    return s, y
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_auroc_and_aupr_against_sklearn(rng, ties):
+    s, y = _scores_labels(rng, ties=ties)
+    assert S.auroc(s, y) == pytest.approx(roc_auc_score(y, s), rel=1e-12)
+    assert S.aupr(s, y) == pytest.approx(average_precision_score(y, s), rel=1e-12)
+
+
+def naive_fpr95(s, y):
+    """Scan thresholds from high to low; first one whose TPR reaches 95%."""
+    for t in sorted(set(s), reverse=True):
+        tpr = np.mean(s[y == 1] >= t)
+        if tpr >= 0.95:
+            return np.mean(s[y == 0] >= t)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_fpr95_against_naive_scan_and_roc_curve(rng, ties):
+    s, y = _scores_labels(rng, ties=ties)
+    got = S.fpr_at_tpr(s, y)
+    assert got == pytest.approx(naive_fpr95(s, y))
+    fpr, tpr, _ = roc_curve(y, s)
+    assert got == pytest.approx(fpr[np.searchsorted(tpr, 0.95, side="left")])
+
+
+@given(st.lists(st.integers(-100, 100), min_size=4, max_size=40), st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_detection_properties(values, seed):
+    s = np.array(values) / 10.0  # a grid: ties are exact and monotone maps keep them
+    y = np.random.default_rng(seed).integers(0, 2, size=s.size)
+    if y.all() or not y.any():
+        return
+    a = S.auroc(s, y)
+    assert 0.0 <= a <= 1.0
+    assert S.auroc(-s, y) == pytest.approx(1.0 - a)  # flipping the score flips the AUROC
+    assert S.auroc(np.exp(s / 10), y) == pytest.approx(a)  # monotone maps keep ranks
+    assert 0.0 <= S.fpr_at_tpr(s, y) <= 1.0 and 0.0 < S.aupr(s, y) <= 1.0
+
+
+def test_detection_rejects_one_class():
+    with pytest.raises(ValueError, match="positive and one negative"):
+        S.auroc(np.arange(3.0), np.ones(3))
+
+
+def naive_ece(p, y, bins):
+    conf, pred = p.max(1), p.argmax(1)
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i in range(len(y)) if (lo < conf[i] <= hi) or (b == 0 and conf[i] == 0)]
+        if idx:
+            acc = np.mean([pred[i] == y[i] for i in idx])
+            total += len(idx) / len(y) * abs(acc - np.mean(conf[idx]))
+    return total
+
+
+def test_calibration_against_naive_loops(rng):
+    logits = rng.normal(size=(400, 5)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = rng.integers(0, 5, size=400)
+    assert S.ece(p, y, 15) == pytest.approx(naive_ece(p, y, 15), abs=1e-12)
+    assert S.nll(p, y) == pytest.approx(-np.mean([np.log(p[i, y[i]]) for i in range(400)]))
+    assert S.brier(p, y) == pytest.approx(np.mean([sum((p[i, c] - (c == y[i])) ** 2 for c in range(5)) for i in range(400)]))
+    np.testing.assert_allclose(S.entropy(p), sst.entropy(p, axis=1))
+
+
+def test_ece_of_a_calibrated_simulation_is_small(rng):
+    conf = rng.uniform(0.2, 1.0, size=50000)
+    correct = rng.uniform(size=conf.size) < conf  # calibrated by construction
+    p = np.stack([conf, 1 - conf], 1)
+    y = np.where(correct, 0, 1)
+    assert S.ece(p, y) < 0.01
+    assert S.ece(np.stack([np.ones(10), np.zeros(10)], 1), np.ones(10, int)) == pytest.approx(1.0)
+
+
+def test_kurtosis_against_scipy(rng):
+    x = rng.standard_t(5, size=(3, 2000))
+    np.testing.assert_allclose(S.kurtosis(x, axis=1), sst.kurtosis(x, axis=1, fisher=False))
+    assert S.kurtosis(rng.normal(size=400000)) == pytest.approx(3.0, abs=0.05)
+
+
+@given(st.integers(1, 30), st.floats(1e-3, 1e3))
+def test_effective_rank_closed_forms(d, scale):
+    flat = np.full(d, scale)
+    assert S.effective_rank(flat) == pytest.approx(d)
+    assert S.participation_ratio(flat) == pytest.approx(d)
+    one = np.r_[scale, np.zeros(d)]
+    assert S.effective_rank(one) == pytest.approx(1.0)
+    assert S.participation_ratio(one) == pytest.approx(1.0)
+
+
+def test_effective_rank_naive_entropy(rng):
+    lam = rng.exponential(size=20)
+    p = lam / lam.sum()
+    assert S.effective_rank(lam) == pytest.approx(np.exp(sst.entropy(p)))
+    assert 1.0 <= S.participation_ratio(lam) <= S.effective_rank(lam) <= 20  # PR <= erank always
+    with pytest.raises(ValueError, match="non-negative"):
+        S.effective_rank(np.array([1.0, -1.0]))
+
+
+def test_paired_change_against_loops_and_normal_approximation(rng):
+    before = rng.gamma(3.0, size=500)
+    after = before * rng.lognormal(0.1, 0.3, size=500)
+    r = S.paired_change(before, after)
+    assert r.frac_increased == sum(a > b for a, b in zip(after, before)) / 500
+    assert r.frac_decreased == sum(a < b for a, b in zip(after, before)) / 500
+    assert r.mean_relative_change == pytest.approx(after.mean() / before.mean() - 1)
+    # large-sample normal approximation of the signed-rank statistic, by hand
+    d = after - before
+    ranks = sst.rankdata(np.abs(d))
+    w_plus = ranks[d > 0].sum()
+    mu, sd = 500 * 501 / 4, np.sqrt(500 * 501 * 1001 / 24)
+    p_greater = sst.norm.sf((w_plus - mu) / sd)
+    assert r.p_greater == pytest.approx(p_greater, rel=0.05)
+    assert r.p_two_sided == pytest.approx(min(1.0, 2 * min(p_greater, 1 - p_greater)), rel=0.05)
+
+
+def test_paired_change_identical_is_an_error():
+    with pytest.raises(ValueError, match="identical"):
+        S.paired_change(np.ones(5), np.ones(5))
+
+
+def test_bootstrap_ci_coverage_of_a_mean(rng):
+    # the 95% percentile CI of the mean covers the true mean in ~95% of repeats
+    hits = 0
+    for rep in range(200):
+        x = rng.normal(loc=1.0, size=60)
+        lo, hi = S.bootstrap_ci(np.mean, x, n_boot=400, seed=rep)
+        hits += lo <= 1.0 <= hi
+    assert 0.89 <= hits / 200 <= 0.99
+
+
+def test_bootstrap_ci_matches_scipy_percentile(rng):
+    x = rng.exponential(size=200)
+    lo, hi = S.bootstrap_ci(np.median, x, n_boot=4000, seed=3)
+    ref = sst.bootstrap((x,), np.median, n_resamples=4000, method="percentile", random_state=3).confidence_interval
+    assert lo == pytest.approx(ref.low, rel=0.05) and hi == pytest.approx(ref.high, rel=0.05)
+
+
+def test_bootstrap_keeps_pairs_together(rng):
+    a = rng.normal(size=100)
+    lo, hi = S.bootstrap_ci(lambda u, v: float(np.mean(u - v)), a, a.copy(), n_boot=100)
+    assert lo == hi == 0.0
+
+
+def test_jackknife_over_trials_covers_icc_given_the_images(rng):
+    # the trial jackknife conditions on the images: hold them fixed, redraw only trial noise
+    b = rng.normal(scale=np.sqrt(3), size=200)
+    truth = np.var(b, ddof=1) / (np.var(b, ddof=1) + 1.0)
+    hits = 0
+    for rep in range(200):
+        x = b[None, :] + rng.normal(size=(10, 200))
+        lo, hi = S.jackknife_ci_trials(S.icc, x)
+        hits += lo <= truth <= hi
+    assert 0.88 <= hits / 200 <= 0.995
+
+
+def test_binomial_and_hanley_mcneil_cis(rng):
+    lo, hi = S.binomial_ci(401, 500)
+    assert lo < 0.802 < hi and hi - lo == pytest.approx(2 * 1.96 * np.sqrt(0.802 * 0.198 / 500), rel=0.05)
+    # Hanley-McNeil SE vs the spread of AUROC in simulation
+    aucs = []
+    for _ in range(400):
+        s, y = rng.normal(size=300), np.r_[np.ones(100), np.zeros(200)]
+        s[y == 1] += 0.5
+        aucs.append(S.auroc(s, y))
+    lo, hi = S.auroc_ci_hanley_mcneil(float(np.mean(aucs)), 100, 200)
+    assert (hi - lo) / (2 * 1.96) == pytest.approx(np.std(aucs), rel=0.15)
+
+
+def test_spearman_fisher_ci_coverage(rng):
+    hits = 0
+    for _ in range(300):
+        z = rng.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]], size=150)
+        lo, hi = S.spearman_ci_fisher(sst.spearmanr(z[:, 0], z[:, 1]).statistic, 150)
+        hits += lo <= S.spearman_from_pearson(0.5) <= hi
+    assert 0.9 <= hits / 300 <= 0.99
