@@ -45,7 +45,7 @@ TINY_CONFIGS = {
     "mcdo-tiny-clip": {"embed_dim": 32, "quick_gelu": True,
                        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
                        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}},
-    "mcdo-tiny-siglip": {"embed_dim": 64, "init_logit_bias": -10, "custom_text": True,
+    "mcdo-tiny-sigmoid": {"embed_dim": 64, "init_logit_bias": -10, "custom_text": True,
                          "vision_cfg": {"image_size": 32, "timm_model_name": "test_vit", "timm_model_pretrained": False,
                                         "timm_pool": "map", "timm_proj": "none"},
                          "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
@@ -68,7 +68,7 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     _siglip("siglip2-so400m-16-384", "ViT-SO400M-16-SigLIP2-384", 384, 1152, family="siglip2",
             hf_id="google/siglip2-so400m-patch16-384"),
     ModelSpec("tiny-clip", "clip", "softmax", "mcdo-tiny-clip", None, 32, 32, tiny=True),
-    ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-siglip", None, 32, 64, tiny=True),
+    ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-sigmoid", None, 32, 64, tiny=True),
 )}
 
 ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-B-32": "clip-vit-b-32",

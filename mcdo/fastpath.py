@@ -1,0 +1,157 @@
+"""Fast MC forward for open_clip's ``VisionTransformer`` (the CLIP towers), exact in distribution.
+
+Two savings that change no sampled value's distribution:
+* the prefix (patch embedding up to the first dropout site's linear output) is deterministic,
+  so it is computed once per image, not once per pass;
+* with CLS pooling, the last block's attention query, output projection and MLP only matter
+  for the CLS token; the other tokens' outputs (and their dropout masks) never reach the feature.
+Weights are cast once to the compute dtype (bf16 on the CPU's matrix units), with inverted
+dropout's 1/(1-p) and QuickGELU's 1.702 folded into them; layer norms accumulate in float32.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import QuickGELU
+from torch import nn
+
+from .dropout import MCDropout
+
+_QUICK = 1.702
+
+
+def supports(tower: nn.Module) -> bool:
+    """True for the open_clip ViT layout this path reproduces (CLS pooling, no attention pooler)."""
+    from open_clip.transformer import VisionTransformer
+
+    return (isinstance(tower, VisionTransformer) and tower.attn_pool is None and tower.pool_type == "tok"
+            and not tower.output_tokens and tower.transformer.batch_first
+            and all(isinstance(b.attn, nn.MultiheadAttention) and not hasattr(b, "ln_1_kv")
+                    for b in tower.transformer.resblocks))
+
+
+class CLIPViTRunner:
+    """prefix(images) -> state once per image; suffix(state, t) -> features [t * B, D] with dropout."""
+
+    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32):
+        if not supports(tower):
+            raise ValueError("CLIPViTRunner needs an open_clip VisionTransformer with CLS pooling")
+        self.tower, self.ctl, self.dtype = tower, ctl, dtype
+        self.faithful = ctl.mode == "faithful"
+        self.blocks = list(tower.transformer.resblocks)
+        self.prefix_name = "transformer.resblocks"
+        self.quick_gelu = all(isinstance(b.mlp.gelu, QuickGELU) for b in self.blocks)
+        self.p = ctl.p
+        self.w = self._weights()
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """Weights in the compute dtype; every firing site's linear pre-scaled by 1/(1-p) (inverted dropout)."""
+        scale = 1.0 / (1.0 - self.ctl.p)
+        sites = []
+        for i in range(len(self.blocks)):
+            b = f"{self.prefix_name}.{i}"
+            sites += [f"{b}.mlp.c_fc.", f"{b}.mlp.c_proj."]
+            if self.faithful:
+                sites += [f"{b}.attn.in_proj_", f"{b}.attn.out_proj."]
+        if self.faithful:
+            sites.append("proj")
+        w = {}
+        for n, p in self.tower.named_parameters():
+            p = p.detach().double()
+            if any(n.startswith(s) if s.endswith((".", "_")) else n == s for s in sites):
+                p = p * scale
+            if self.quick_gelu and ".mlp.c_fc." in n:  # QuickGELU(h) = silu(1.702 h) / 1.702
+                p = p * _QUICK
+            if self.quick_gelu and n.endswith(".mlp.c_proj.weight"):
+                p = p / _QUICK
+            w[n] = p.to(self.dtype)
+        return w
+
+    def _check_p(self) -> None:
+        if self.ctl.p != self.p:  # weights were scaled for another p
+            self.p, self.w = self.ctl.p, self._weights()
+
+    def _drop(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on a pre-scaled output; where this site does not drop, undo the 1/(1-p) scaling."""
+        ctl = self.ctl
+        if ctl.active and (ctl.only is None or ctl.only == name):
+            return ctl.drop_prescaled(name, x)
+        ctl.fired[name] += 1
+        return x if ctl.p == 0.0 else x * (1.0 - ctl.p)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _ln(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        mod = self.tower.get_submodule(name)  # CPU and CUDA kernels accumulate bf16 input in fp32
+        return F.layer_norm(x, mod.normalized_shape, self.w[f"{name}.weight"], self.w[f"{name}.bias"], mod.eps)
+
+    def _lin(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
+
+    def _ls(self, i: int, which: str, x: torch.Tensor) -> torch.Tensor:
+        key = f"{self.prefix_name}.{i}.{which}.gamma"
+        return x * self.w[key] if key in self.w else x
+
+    def _qkv(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        b = f"{self.prefix_name}.{i}"
+        return F.linear(self._ln(f"{b}.ln_1", x), self.w[f"{b}.attn.in_proj_weight"], self.w[f"{b}.attn.in_proj_bias"])
+
+    def _attn(self, i: int, qkv: torch.Tensor, cls_only: bool) -> torch.Tensor:
+        b = f"{self.prefix_name}.{i}"
+        if self.faithful:
+            qkv = self._drop(f"{b}.attn.in_proj", qkv)
+        B, L, three_e = qkv.shape
+        e = three_e // 3
+        h = self.blocks[i].attn.num_heads
+        q, k, v = qkv.view(B, L, 3, h, e // h).permute(2, 0, 3, 1, 4)
+        if cls_only:
+            q = q[:, :, :1]
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, q.shape[2], e)
+        o = self._lin(f"{b}.attn.out_proj", o)
+        return self._drop(f"{b}.attn.out_proj", o) if self.faithful else o
+
+    def _fc(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        b = f"{self.prefix_name}.{i}"
+        return self._lin(f"{b}.mlp.c_fc", self._ln(f"{b}.ln_2", x))
+
+    def _mlp_rest(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        b = f"{self.prefix_name}.{i}"
+        h = self._drop(f"{b}.mlp.c_fc", h)
+        h = F.silu(h, inplace=True) if self.quick_gelu else self.blocks[i].mlp.gelu(h)
+        return self._drop(f"{b}.mlp.c_proj", self._lin(f"{b}.mlp.c_proj", h))
+
+    # -- the two halves -------------------------------------------------------------------------
+    @torch.no_grad()
+    def prefix(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything before the first dropout: (residual stream, first site's linear output)."""
+        self._check_p()
+        t = self.tower
+        x = F.conv2d(images.to(self.dtype), self.w["conv1.weight"], stride=t.conv1.stride)
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = self.w["class_embedding"].view(1, 1, -1).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.w["positional_embedding"]
+        x = self._ln("ln_pre", x)
+        qkv = self._qkv(0, x)
+        if self.faithful:  # the first site is block 0's fused QKV
+            return x, qkv
+        x = x + self._ls(0, "ls_1", self._attn(0, qkv, cls_only=len(self.blocks) == 1))
+        return x, self._fc(0, x)
+
+    @torch.no_grad()
+    def suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
+        """t independent MC passes of every image in the state: features [t * B, D] (pass-major)."""
+        x, first = (s.repeat(t, *([1] * (s.dim() - 1))) for s in state)
+        last = len(self.blocks) - 1
+        for i in range(len(self.blocks)):
+            cls_only = i == last
+            if i == 0 and not self.faithful:
+                h = first
+            else:
+                qkv = first if i == 0 else self._qkv(i, x)
+                x = (x[:, :1] if cls_only else x) + self._ls(i, "ls_1", self._attn(i, qkv, cls_only))
+                h = self._fc(i, x)
+            x = x + self._ls(i, "ls_2", self._mlp_rest(i, h))
+        pooled = self._ln("ln_post", x[:, 0])
+        out = pooled @ self.w["proj"]
+        if self.faithful:
+            out = self._drop("proj", out)
+        return out.float()

@@ -1,0 +1,191 @@
+"""The T-pass core: T stochastic passes per image, fast, with float64 statistics.
+
+Each batch of B images is repeated along the batch dimension (independent dropout masks per
+row) in chunks of at most ``max_rows`` rows; there is no Python loop over passes per image.
+Per-image moments are merged across chunks in float64 with Chan's parallel update (never
+E[x^2] - E[x]^2 in float32). Full ``[T, D]`` samples are kept only when asked (covariance
+scores). Each batch is seeded from (seed, its content), so results do not depend on order,
+and is cached under a key of (model, mode, p, T, seed, dtype, chunking, content): an
+interrupted run resumes without recomputing finished batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
+from .fastpath import CLIPViTRunner, supports
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class MCResult:
+    """Per-image statistics of T passes. Moments are ``[N, D]`` float64; samples ``[N, T, D]``."""
+
+    T: int
+    mean_pre: np.ndarray
+    var_pre: np.ndarray  # unbiased (ddof=1) per-dimension variance of unnormalised features
+    mean_post: np.ndarray  # mean of L2-normalised features
+    var_post: np.ndarray
+    samples: np.ndarray | None = None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return self.mean_pre.shape[0]
+
+
+class _GenericRunner:
+    """Any tower: prefix is the input itself; suffix runs the tower on the repeated batch."""
+
+    def __init__(self, tower: nn.Module, dtype: torch.dtype):
+        self.tower, self.dtype = tower, dtype
+
+    def prefix(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    @torch.no_grad()
+    def suffix(self, images: torch.Tensor, t: int) -> torch.Tensor:
+        x = images.repeat(t, 1, 1, 1)
+        if self.dtype == torch.float32:
+            return self.tower(x).float()
+        with torch.autocast(device_type=x.device.type, dtype=self.dtype):
+            return self.tower(x).float()
+
+
+def make_runner(tower: nn.Module, ctl: MCDropout, dtype: torch.dtype):
+    """The fastest exact runner for this tower."""
+    return CLIPViTRunner(tower, ctl, dtype) if supports(tower) else _GenericRunner(tower, dtype)
+
+
+class _Moments:
+    """Running count, mean and sum of squared deviations per (image, dim), float64 (Chan et al.)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def update(self, x: torch.Tensor) -> None:  # x: [t, B, D] float64
+        t = x.shape[0]
+        mean = x.mean(dim=0)
+        m2 = ((x - mean) ** 2).sum(dim=0)
+        if self.mean is None:
+            self.n, self.mean, self.m2 = t, mean, m2
+            return
+        n = self.n + t
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (t / n)
+        self.m2 = self.m2 + m2 + delta**2 * (self.n * t / n)
+        self.n = n
+
+    def var(self) -> torch.Tensor:
+        return self.m2 / (self.n - 1) if self.n > 1 else torch.zeros_like(self.m2)
+
+
+def _batch_key(base: dict, images: torch.Tensor) -> str:
+    h = hashlib.sha256(json.dumps(base, sort_keys=True).encode())
+    h.update(images.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: int, seed: int,
+               keep_samples: bool) -> dict[str, np.ndarray]:
+    b = images.shape[0]
+    per_chunk = max(1, max_rows // b)
+    pre, post, kept = _Moments(), _Moments(), []
+    devices = [images.device] if images.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), mc_mode(ctl):
+        torch.manual_seed(seed)
+        state = runner.prefix(images)
+        done = 0
+        while done < T:
+            t = min(per_chunk, T - done)
+            out = runner.suffix(state, t).view(t, b, -1).double()
+            pre.update(out)
+            post.update(out / out.norm(dim=-1, keepdim=True))
+            if keep_samples:
+                kept.append(out.float().transpose(0, 1).cpu())
+            done += t
+    result = {"mean_pre": pre.mean, "var_pre": pre.var(), "mean_post": post.mean, "var_post": post.var()}
+    result = {k: v.cpu().numpy() for k, v in result.items()}
+    if keep_samples:
+        result["samples"] = torch.cat(kept, dim=1).numpy()
+    return result
+
+
+def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def mc_sample(
+    tower: nn.Module,
+    images: torch.Tensor | Iterable[torch.Tensor],
+    T: int = 64,
+    p: float = 0.01,
+    mode: str = "as_published",
+    seed: int = 0,
+    batch_size: int = 1,
+    max_rows: int = 64,
+    dtype: str = "float32",
+    keep_samples: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    model_name: str = "",
+    ctl: MCDropout | None = None,
+) -> MCResult:
+    """Run T MC-dropout passes per image through a vision tower and return per-image moments.
+
+    ``images``: a tensor ``[N, C, H, W]`` (split into ``batch_size`` batches) or an iterable of
+    batches. ``dtype``: ``float32`` or ``bfloat16`` (bf16 weights on the CPU fast path, autocast
+    otherwise; statistics always float64). ``ctl``: reuse already injected sites (else injected
+    here with ``p`` and ``mode`` and removed afterwards).
+    """
+    if T < 2:
+        raise ValueError(f"T must be at least 2 to estimate a variance, got {T}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
+    own = ctl is None
+    ctl = ctl or inject_uniform_linear_dropout(tower, p, mode)
+    try:
+        runner = make_runner(tower, ctl, DTYPES[dtype])
+        batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+        total = -(-images.shape[0] // batch_size) if isinstance(images, torch.Tensor) else None
+        base = dict(model=model_name or type(tower).__name__, mode=ctl.mode, p=ctl.p, T=T, seed=seed, dtype=dtype,
+                    max_rows=max_rows, keep_samples=keep_samples, runner=type(runner).__name__)
+        cache = Path(cache_dir) if cache_dir else None
+        if cache:
+            cache.mkdir(parents=True, exist_ok=True)
+        device = next(tower.parameters()).device
+        parts: list[dict[str, np.ndarray]] = []
+        from tqdm.auto import tqdm
+
+        for batch in tqdm(batches, total=total, desc=f"MC T={T}", unit="batch", disable=not progress, leave=False):
+            key = _batch_key(base, batch)
+            path = cache / f"{key}.npz" if cache else None
+            if path is not None and path.is_file():
+                with np.load(path) as z:
+                    parts.append({k: z[k] for k in z.files})
+                continue
+            # masks depend on (seed, content) only: the same in fp32 and bf16, whatever the cache says
+            batch_seed = int(_batch_key({"seed": seed}, batch)[:8], 16)
+            part = _run_batch(runner, ctl, batch.to(device), T, max_rows, batch_seed, keep_samples)
+            if path is not None:
+                _save_atomic(path, part)
+            parts.append(part)
+    finally:
+        if own:
+            ctl.remove()
+    cat = {k: np.concatenate([p_[k] for p_ in parts]) for k in parts[0]}
+    return MCResult(T, cat["mean_pre"], cat["var_pre"], cat["mean_post"], cat["var_post"], cat.get("samples"),
+                    dict(base))
