@@ -10,6 +10,8 @@ dropout's 1/(1-p) and QuickGELU's 1.702 folded into them; layer norms accumulate
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
@@ -18,6 +20,7 @@ from torch import nn
 from .dropout import MCDropout
 
 _QUICK = 1.702
+_PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def supports(tower: nn.Module) -> bool:
@@ -43,8 +46,9 @@ class CLIPViTRunner:
         self.quick_gelu = all(isinstance(b.mlp.gelu, QuickGELU) for b in self.blocks)
         self.p = ctl.p
         self.w = self._weights()
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
-    def _weights(self) -> dict[str, torch.Tensor]:
+    def _prepare(self) -> dict[str, torch.Tensor]:
         """Weights in the compute dtype; every firing site's linear pre-scaled by 1/(1-p) (inverted dropout)."""
         scale = 1.0 / (1.0 - self.ctl.p)
         sites = []
@@ -71,6 +75,19 @@ class CLIPViTRunner:
         if self.ctl.p != self.p:  # weights were scaled for another p
             self.p, self.w = self.ctl.p, self._weights()
 
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """Prepared weights, reused across runs while the tower's parameters are unchanged."""
+        params = list(self.tower.parameters())
+        version = tuple((id(q), q._version, q.data_ptr()) for q in params)
+        key = (self.dtype, float(self.ctl.p), self.faithful)
+        per_tower = _PREPARED.setdefault(self.tower, {})
+        hit = per_tower.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        w = self._prepare()
+        per_tower[key] = (version, w)
+        return w
+
     def _drop(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Dropout on a pre-scaled output; where this site does not drop, undo the 1/(1-p) scaling."""
         ctl = self.ctl
@@ -84,8 +101,18 @@ class CLIPViTRunner:
         mod = self.tower.get_submodule(name)  # CPU and CUDA kernels accumulate bf16 input in fp32
         return F.layer_norm(x, mod.normalized_shape, self.w[f"{name}.weight"], self.w[f"{name}.bias"], mod.eps)
 
-    def _lin(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
+    def _lin(self, name: str, x: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
+        """x @ W^T + b; with ``buffer``, written into a reused buffer (fresh large tensors cost page faults)."""
+        w, b = self.w[f"{name}.weight"], self.w.get(f"{name}.bias")
+        if buffer is None or b is None:
+            return F.linear(x, w, b)
+        x2 = x.reshape(-1, x.shape[-1])
+        key = (buffer, x2.shape[0], w.shape[0], x.device)
+        out = self._buffers.get(key)
+        if out is None:
+            out = self._buffers[key] = torch.empty(x2.shape[0], w.shape[0], dtype=self.dtype, device=x.device)
+        torch.addmm(b, x2, w.t(), out=out)
+        return out.view(*x.shape[:-1], w.shape[0])
 
     def _ls(self, i: int, which: str, x: torch.Tensor) -> torch.Tensor:
         key = f"{self.prefix_name}.{i}.{which}.gamma"
@@ -106,18 +133,18 @@ class CLIPViTRunner:
         if cls_only:
             q = q[:, :, :1]
         o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, q.shape[2], e)
-        o = self._lin(f"{b}.attn.out_proj", o)
+        o = self._lin(f"{b}.attn.out_proj", o, buffer="attn_out")
         return self._drop(f"{b}.attn.out_proj", o) if self.faithful else o
 
-    def _fc(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _fc(self, i: int, x: torch.Tensor, buffer: str | None = "fc") -> torch.Tensor:
         b = f"{self.prefix_name}.{i}"
-        return self._lin(f"{b}.mlp.c_fc", self._ln(f"{b}.ln_2", x))
+        return self._lin(f"{b}.mlp.c_fc", self._ln(f"{b}.ln_2", x), buffer)
 
     def _mlp_rest(self, i: int, h: torch.Tensor) -> torch.Tensor:
         b = f"{self.prefix_name}.{i}"
         h = self._drop(f"{b}.mlp.c_fc", h)
         h = F.silu(h, inplace=True) if self.quick_gelu else self.blocks[i].mlp.gelu(h)
-        return self._drop(f"{b}.mlp.c_proj", self._lin(f"{b}.mlp.c_proj", h))
+        return self._drop(f"{b}.mlp.c_proj", self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out"))
 
     # -- the two halves -------------------------------------------------------------------------
     @torch.no_grad()
@@ -133,8 +160,8 @@ class CLIPViTRunner:
         qkv = self._qkv(0, x)
         if self.faithful:  # the first site is block 0's fused QKV
             return x, qkv
-        x = x + self._ls(0, "ls_1", self._attn(0, qkv, cls_only=len(self.blocks) == 1))
-        return x, self._fc(0, x)
+        x = x + self._ls(0, "ls_1", self._attn(0, qkv, cls_only=len(self.blocks) == 1)).clone()
+        return x, self._fc(0, x, buffer=None)
 
     @torch.no_grad()
     def suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
@@ -147,9 +174,10 @@ class CLIPViTRunner:
                 h = first
             else:
                 qkv = first if i == 0 else self._qkv(i, x)
-                x = (x[:, :1] if cls_only else x) + self._ls(i, "ls_1", self._attn(i, qkv, cls_only))
+                a = self._ls(i, "ls_1", self._attn(i, qkv, cls_only))
+                x = x[:, :1] + a if cls_only else x.add_(a)  # x is this pass batch's own tensor
                 h = self._fc(i, x)
-            x = x + self._ls(i, "ls_2", self._mlp_rest(i, h))
+            x.add_(self._ls(i, "ls_2", self._mlp_rest(i, h)))
         pooled = self._ln("ln_post", x[:, 0])
         out = pooled @ self.w["proj"]
         if self.faithful:

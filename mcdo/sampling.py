@@ -87,7 +87,8 @@ class _Moments:
         self.n = n
 
     def var(self) -> torch.Tensor:
-        return self.m2 / (self.n - 1) if self.n > 1 else torch.zeros_like(self.m2)
+        """Unbiased variance; NaN for a single pass, where it is undefined."""
+        return self.m2 / (self.n - 1) if self.n > 1 else torch.full_like(self.m2, float("nan"))
 
 
 def _batch_key(base: dict, images: torch.Tensor) -> str:
@@ -151,8 +152,8 @@ def mc_sample(
     otherwise; statistics always float64). ``ctl``: reuse already injected sites (else injected
     here with ``p`` and ``mode`` and removed afterwards).
     """
-    if T < 2:
-        raise ValueError(f"T must be at least 2 to estimate a variance, got {T}")
+    if T < 1:
+        raise ValueError(f"T must be at least 1 (2 or more to estimate a variance), got {T}")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
     own = ctl is None

@@ -152,6 +152,11 @@ BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
 
 # (claim, tier) -> what was measured, for claims measured NOT to reproduce on that tier.
 FINDINGS: dict[tuple[str, str], str] = {
+    ("MCD-01", "arch"): (
+        "firing sites per ViT-B tower are not ~60: CLIP ViT-B-32 as_published 36 wrapped / 24 firing (the 12 "
+        "attn.out_proj wrappers never fire: nn.MultiheadAttention calls it functionally, and the fused QKV is no "
+        "module), faithful 49; SigLIP2 ViT-B-16 53 in both modes (fused qkv: 4 linears per block, + 5 in the MAP head)"
+    ),
     ("MCD-08", "recorded"): (
         "recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) give Spearman(uncertainty, entropy) "
         "= 0.040, 95% CI [-0.002, 0.082], not 0.25; the 0.25 of the seed is from a different run (ImageNet val "

@@ -1,0 +1,59 @@
+"""Throughput of T MC-dropout passes: the seed's loop against the core, side by side in one run.
+
+naive_fp32: ``for t in range(T): tower(batch)`` with dropout through module hooks, as the seed ran it.
+core_*: ``mc_sample`` (batch repetition in chunks, exact fast path, sparse masks), fp32 and bf16.
+Compare commits with ``--benchmark-autosave`` / ``--benchmark-compare`` (see README).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mcdo.dropout import inject_uniform_linear_dropout, mc_mode
+from mcdo.models import load
+from mcdo.sampling import mc_sample
+
+MODELS = {"tiny-clip": 8, "clip-vit-b-32": 2}  # model -> images per round
+_ENCODERS: dict = {}
+
+
+def _tower(name):
+    if name not in _ENCODERS:
+        _ENCODERS[name] = load(name, pretrained=False)
+    return _ENCODERS[name]
+
+
+def _images(name):
+    size = _tower(name).spec.image_size
+    return torch.randn(MODELS[name], 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def naive_loop(tower, images, T, p=0.01):
+    """The seed's loop: T full passes over the batch, one after another, dropout by hooks."""
+    ctl = inject_uniform_linear_dropout(tower, p, "as_published")
+    try:
+        with torch.no_grad(), mc_mode(ctl):
+            return torch.stack([tower(images) for _ in range(T)])
+    finally:
+        ctl.remove()
+
+
+CASES = [(m, T, b, impl) for m in MODELS for T in (1, 16, 64)
+         for impl, batches in (("naive_fp32", (1,)), ("core_fp32", (1,)), ("core_bf16", (1, 2)))
+         for b in batches]
+
+
+@pytest.mark.parametrize("model,T,batch,impl", CASES, ids=[f"{m}-T{T}-b{b}-{i}" for m, T, b, i in CASES])
+def test_tpass_throughput(benchmark, record, model, T, batch, impl):
+    tower, x = _tower(model).vision_tower, _images(model)
+    if impl == "naive_fp32":
+        fn = lambda: naive_loop(tower, x, T)  # noqa: E731
+    else:
+        dtype = "bfloat16" if impl.endswith("bf16") else "float32"
+        fn = lambda: mc_sample(tower, x, T=T, p=0.01, batch_size=batch, max_rows=64, dtype=dtype,  # noqa: E731
+                               progress=False)
+    rounds = 3 if model == "tiny-clip" else (1 if impl == "naive_fp32" and T == 64 else 2)
+    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
+    ips = x.shape[0] / benchmark.stats.stats.mean
+    benchmark.extra_info.update(images_per_s=ips, passes_per_s=ips * T, device=str(next(tower.parameters()).device))
+    record((model, T, batch, impl), ips)

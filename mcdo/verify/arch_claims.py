@@ -1,0 +1,152 @@
+"""Claims about the real architectures, built with random weights (tier ``arch``; no download)."""
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import torch
+
+from ..dropout import MODES, audit, inject_uniform_linear_dropout
+from ..models import get_spec, load
+from .engine import Context, evaluates
+from .records import NOT_REPRODUCED, REPRODUCED, Record, value_verdict
+
+TIER = "arch"
+_MCD01_MODELS = ("clip-vit-b-32", "siglip2-vit-b-16")
+
+
+@evaluates("MCD-01", TIER)
+def mcd01(ctx: Context) -> list[Record]:
+    """Wrapped and firing dropout sites per model and mode (p = 0.01)."""
+    out = []
+    for name in _MCD01_MODELS:
+        enc = ctx.cached(f"arch/{name}", lambda n=name: load(n, pretrained=False))
+        x = torch.randn(1, 3, enc.spec.image_size, enc.spec.image_size, generator=torch.Generator().manual_seed(0))
+        for mode in MODES:
+            ctl = inject_uniform_linear_dropout(enc.vision_tower, 0.01, mode)
+            try:
+                a = audit(ctl, x)
+            finally:
+                ctl.remove()
+            firing = a["firing"]
+            # '~60' is the seed's 12 blocks x 5 linears; +-5 admits one pooling head's worth of extra sites
+            verdict = REPRODUCED if 55 <= firing <= 65 else NOT_REPRODUCED
+            reason = (f"{mode}: {a['wrapped']} sites wrapped, {firing} fire, {a['changes_output']} change the output "
+                      f"(kinds {a['kinds']})" + (f"; silent: {len(a['silent'])} ({a['silent'][0]}, ...)"
+                                                  if a["silent"] else ""))
+            out.append(Record("MCD-01", TIER, f"{name} [{mode}]", verdict, float(firing), (float(firing), float(firing)),
+                              expected="~60 (55..65) firing sites", reason=reason,
+                              config=dict(model=name, arch=enc.spec.arch_name, weights="random", p=0.01, mode=mode),
+                              details={k: a[k] for k in ("wrapped", "firing", "changes_output", "kinds", "silent")}))
+    return out
+
+
+def _siglip_dims_open_clip(enc) -> dict:
+    tr = enc.vision_tower.trunk
+    return dict(width=tr.embed_dim, depth=len(tr.blocks), heads=tr.blocks[0].attn.num_heads,
+                mlp=tr.blocks[0].mlp.fc1.out_features, patch=tr.patch_embed.patch_size[0],
+                image_size=tr.patch_embed.img_size[0], pooling="map", embed_dim=enc.spec.embed_dim,
+                vision_params=sum(p.numel() for p in enc.vision_tower.parameters()))
+
+
+def _siglip_dims_hf(enc) -> dict:
+    c = enc.model.config.vision_config
+    return dict(width=c.hidden_size, depth=c.num_hidden_layers, heads=c.num_attention_heads,
+                mlp=c.intermediate_size, patch=c.patch_size, image_size=c.image_size,
+                pooling="map" if c.vision_use_head else "none", embed_dim=c.hidden_size,
+                vision_params=sum(p.numel() for p in enc.model.vision_model.parameters()))
+
+
+@evaluates("MCD-16", TIER)
+def mcd16(ctx: Context) -> list[Record]:
+    """Both backends build SigLIP2 ViT-B/16 alike; with open_clip's weights ported, features agree."""
+    from transformers.activations import ACT2FN
+
+    from ..models.port import openclip_siglip_to_hf
+
+    spec = get_spec("siglip2-vit-b-16")
+    torch.manual_seed(0)
+    oc = load(spec.name, pretrained=False, backend="open_clip")
+    hf = load(spec.name, pretrained=False, backend="hf")
+    d_oc, d_hf = _siglip_dims_open_clip(oc), _siglip_dims_hf(hf)
+    same = d_oc == d_hf
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    state = openclip_siglip_to_hf(oc.vision_tower.state_dict(), d_oc["depth"])
+    hf.model.vision_model.load_state_dict(state, strict=True)
+    diffs = {}
+    with torch.no_grad():
+        ref = oc.encode_image(x)
+        default_act = hf.model.config.vision_config.hidden_act
+        for act in ("gelu", default_act):  # exact GELU as timm; then the transformers default
+            hf.model.config.vision_config.hidden_act = act
+            for mlp in [layer.mlp for layer in hf.model.vision_model.encoder.layers] + [hf.model.vision_model.head.mlp]:
+                mlp.activation_fn = ACT2FN[act]
+            diffs[act] = float(((hf.encode_image(x) - ref).norm(dim=1) / ref.norm(dim=1)).max())
+    measured = diffs["gelu"]
+    verdict = REPRODUCED if same and measured < 1e-4 else NOT_REPRODUCED
+    reason = (f"dims {'equal' if same else 'DIFFER'}: open_clip {d_oc} vs transformers {d_hf}; features with ported "
+              f"weights: max relative difference {measured:.1e} (exact GELU in both), {diffs[default_act]:.1e} with "
+              f"transformers' default activation {default_act!r} (timm uses exact GELU)")
+    return [Record("MCD-16", TIER, spec.name, verdict, measured, (measured, measured),
+                   expected="equal dims; features agree (< 1e-4 relative, float32)", reason=reason,
+                   config=dict(backends=["open_clip", "hf"], weights="random, ported open_clip -> hf"),
+                   details={"open_clip": d_oc, "hf": d_hf, "feature_rel_diff": diffs})]
+
+
+def _meta_model(arch: str):
+    import open_clip
+
+    with torch.device("meta"):
+        return open_clip.create_model(arch, pretrained=None, device="meta")
+
+
+@evaluates("PRB-01", TIER)
+def prb01(ctx: Context) -> list[Record]:
+    expected = {"clip-vit-l-14-336": (768, 336), "siglip-so400m-14-384": (1152, 384),
+                "siglip2-so400m-14-378": (1152, 378)}
+    out = []
+    for name, (dim, res) in expected.items():
+        spec = get_spec(name)
+        m = _meta_model(spec.arch_name)
+        with torch.no_grad():  # shape propagation on the meta device: the real forward, no memory
+            f = m.encode_image(torch.empty(1, 3, res, res, device="meta"))
+        got_dim = int(f.shape[-1])
+        got_res = int(m.visual.image_size[0] if hasattr(m.visual, "image_size") else res)
+        ok = got_dim == dim and got_res == res
+        out.append(Record("PRB-01", TIER, name, REPRODUCED if ok else NOT_REPRODUCED, float(got_dim),
+                          (float(got_dim), float(got_dim)), expected=f"dim {dim}, input {res}px",
+                          reason=f"{spec.arch_name}: image embedding dim {got_dim}, input resolution {got_res}px",
+                          config=dict(arch=spec.arch_name, weights="none (meta device)")))
+    return out
+
+
+@evaluates("PRB-02", TIER)
+def prb02(ctx: Context) -> list[Record]:
+    # (model, towers counted, expected millions, half-width from the stated precision)
+    cases = (("clip-vit-l-14-336", "image+text", 428.0, 0.5), ("siglip-so400m-14-384", "image", 400.0, 50.0))
+    out = []
+    for name, towers, expected, half in cases:
+        m = _meta_model(get_spec(name).arch_name)
+        params = m.visual.parameters() if towers == "image" else m.parameters()
+        n = sum(p.numel() for p in params) / 1e6
+        total = sum(p.numel() for p in m.parameters()) / 1e6
+        out.append(Record("PRB-02", TIER, name, value_verdict((n, n), expected, half), n, (n, n),
+                          expected=f"~{expected:g}M ({towers} towers; +-{half:g}M stated precision)",
+                          reason=f"{n:.2f}M parameters in the {towers} tower(s); whole model {total:.2f}M",
+                          config=dict(arch=get_spec(name).arch_name, counted=towers)))
+    return out
+
+
+@evaluates("PRB-03", TIER)
+def prb03(ctx: Context) -> list[Record]:
+    from packaging.version import Version
+
+    oc, tm = version("open_clip_torch"), version("timm")
+    ok_versions = Version(oc) >= Version("2.31.0") and Version(tm) >= Version("1.0.15")
+    m = _meta_model(get_spec("siglip2-so400m-14-378").arch_name)
+    builds = m is not None
+    ok = ok_versions and builds
+    return [Record("PRB-03", TIER, "siglip2-so400m-14-378", REPRODUCED if ok else NOT_REPRODUCED, float(ok),
+                   (float(ok), float(ok)), expected="open-clip-torch >= 2.31.0, timm >= 1.0.15",
+                   reason=f"installed open-clip-torch {oc}, timm {tm}; SigLIP2 SO400M builds: {builds} (the "
+                          f"requirement is pinned in pyproject.toml; older versions cannot be checked here)",
+                   config=dict(open_clip_torch=oc, timm=tm))]
