@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mcdo import env
 from mcdo.dropout import inject_uniform_linear_dropout, mc_mode
 from mcdo.models import load
 from mcdo.sampling import mc_sample
@@ -19,13 +20,14 @@ _ENCODERS: dict = {}
 
 def _tower(name):
     if name not in _ENCODERS:
-        _ENCODERS[name] = load(name, pretrained=False)
+        _ENCODERS[name] = load(name, pretrained=False, device=env.device())  # MCDO_DEVICE=cuda for a GPU
     return _ENCODERS[name]
 
 
 def _images(name):
     size = _tower(name).spec.image_size
-    return torch.randn(MODELS[name], 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(MODELS[name], 3, size, size, generator=torch.Generator().manual_seed(0))
+    return x.to(env.device())
 
 
 def naive_loop(tower, images, T, p=0.01):
@@ -33,7 +35,10 @@ def naive_loop(tower, images, T, p=0.01):
     ctl = inject_uniform_linear_dropout(tower, p, "as_published")
     try:
         with torch.no_grad(), mc_mode(ctl):
-            return torch.stack([tower(images) for _ in range(T)])
+            out = torch.stack([tower(images) for _ in range(T)])
+        if out.is_cuda:
+            torch.cuda.synchronize()  # time the work, not its launch
+        return out
     finally:
         ctl.remove()
 
