@@ -117,6 +117,18 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
                    lambda: float(model.logit_scale.detach().exp()), lambda: float(model.logit_bias.detach()))
 
 
+def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
+    from ..data import world
+    from .proxy import ProxyConfig, load_or_train, normalise_images
+
+    model = load_or_train(ProxyConfig(loss=spec.loss, seed=seed), progress=progress)
+    return Encoder(spec, "proxy", model, model.visual, normalise_images,
+                   lambda texts: torch.as_tensor(world.tokenize(texts)),
+                   lambda x: model.encode_image(x), lambda t: model.encode_text(t),
+                   lambda: float(model.logit_scale.detach().exp()),
+                   (lambda: float(model.logit_bias.detach())) if model.logit_bias is not None else (lambda: None))
+
+
 _LOADERS = {"open_clip": _open_clip, "hf": _hf}
 
 
@@ -132,9 +144,15 @@ def resolve_backend(spec: ModelSpec, backend: str | None) -> str:
     return backend
 
 
-def load(name: str, pretrained: bool = True, backend: str | None = None, device: str = "cpu") -> Encoder:
-    """The one front door: a registered model through its backend, pretrained or random-weight."""
+def load(name: str, pretrained: bool = True, backend: str | None = None, device: str = "cpu", seed: int = 0,
+         progress: bool = True) -> Encoder:
+    """The one front door: a registered model through its backend, pretrained or random-weight.
+
+    Proxy models (``proxy-softmax``, ``proxy-sigmoid``) are trained here on first use, per ``seed``.
+    """
     spec = get_spec(name)
+    if spec.family == "proxy":
+        return _proxy(spec, seed, progress)
     if spec.tiny and pretrained:
         raise MissingWeights(f"{spec.name} is a toy architecture with no pretrained weights", "use pretrained=False")
     return _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)

@@ -68,6 +68,9 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     _siglip("siglip2-so400m-16-384", "ViT-SO400M-16-SigLIP2-384", 384, 1152, family="siglip2",
             hf_id="google/siglip2-so400m-patch16-384"),
     ModelSpec("tiny-clip", "clip", "softmax", "mcdo-tiny-clip", None, 32, 32, tiny=True),
+    # the matched pair trained here (mcdo.models.proxy); same architecture, only the loss differs
+    ModelSpec("proxy-softmax", "proxy", "softmax", "mcdo-proxy", None, 32, 64),
+    ModelSpec("proxy-sigmoid", "proxy", "sigmoid", "mcdo-proxy", None, 32, 64),
     ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-sigmoid", None, 32, 64, tiny=True),
 )}
 
