@@ -33,6 +33,7 @@ def _images(name):
 def naive_loop(tower, images, T, p=0.01):
     """The seed's loop: T full passes over the batch, one after another, dropout by hooks."""
     ctl = inject_uniform_linear_dropout(tower, p, "as_published")
+    ctl.sampler = "dense"  # F.dropout, as the seed's code
     try:
         with torch.no_grad(), mc_mode(ctl):
             out = torch.stack([tower(images) for _ in range(T)])

@@ -16,6 +16,7 @@ def _claims(args: argparse.Namespace) -> int:
         return 0
     from . import report
     from .verify import engine
+    from .verify.records import Record
 
     tiers = tuple(args.tier) if args.tier else catalog.TIERS
     pairs = catalog.pairs(tiers)
@@ -29,8 +30,16 @@ def _claims(args: argparse.Namespace) -> int:
     records, t0 = [], time.perf_counter()
     from tqdm.auto import tqdm
 
+    failed = []
     for claim_id, tier in tqdm(pairs, desc="claims", unit="claim", disable=args.quiet, file=sys.stderr):
-        records.extend(engine.evaluate(claim_id, tier, ctx))
+        try:
+            records.extend(engine.evaluate(claim_id, tier, ctx))
+        except Exception as e:  # a bug in one evaluator must not lose the others' records
+            import traceback
+
+            traceback.print_exc()
+            failed.append(f"{claim_id}/{tier}")
+            records.append(Record(claim_id, tier, "-", "skipped", reason=f"evaluator error: {type(e).__name__}: {e}"))
     wall = time.perf_counter() - t0
     figures = []
     if not args.no_figures:
@@ -45,6 +54,9 @@ def _claims(args: argparse.Namespace) -> int:
             print(f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report._fmt(r.measured):>8s}"
                   + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
     print(f"wrote {paths['md']} and {paths['json']} ({len(records)} records, {wall:.0f} s)")
+    if failed:
+        print(f"evaluator errors (tracebacks above): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

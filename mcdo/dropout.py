@@ -45,17 +45,26 @@ class MCDropout:
     only: str | None = None  # restrict dropout to one site (audits)
     fired: Counter = field(default_factory=Counter)
     record_rates: bool = False
+    sampler: str = "sparse"  # sparse | dense
     dropped: Counter = field(default_factory=Counter)
     seen: Counter = field(default_factory=Counter)
     _handles: list = field(default_factory=list)
     _patched: list = field(default_factory=list)
 
     def apply(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Dropout at site ``name`` when MC mode is on (counts the call either way)."""
+        """Dropout at site ``name`` when MC mode is on (counts the call either way).
+
+        ``sampler="sparse"`` (default) draws only the dropped positions (exact, see
+        ``sparse_drop_positions``); ``"dense"`` is ``F.dropout``, a full Bernoulli mask, as the seed ran it.
+        """
         self.fired[name] += 1
         if not self.active or self.p == 0.0 or (self.only is not None and name != self.only):
             return x
-        y = F.dropout(x, self.p, training=True)
+        if self.sampler == "dense":
+            y = F.dropout(x, self.p, training=True)
+        else:
+            y = x * (1.0 / (1.0 - self.p))
+            y.view(-1)[sparse_drop_positions(y.numel(), self.p, y.device)] = 0
         if self.record_rates:
             nonzero = x != 0
             self.dropped[name] += int(((y == 0) & nonzero).sum())

@@ -48,14 +48,80 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
     return "Reliability against T, recorded CLIP B/32 and SigLIP2 B/16", str(path.relative_to(out.parent))
 
 
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _proxy_reliability(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """SNR and ICC against T for every proxy model (seeds as thin lines)."""
+    from . import stats as S
+
+    measures = ctx.memo.get("proxy/measures")
+    if not measures:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    colours = {"softmax": "tab:blue", "sigmoid": "tab:orange"}
+    for (loss, seed), m in sorted(measures.items()):
+        ts = sorted(m.trials)
+        figs = [[S.snr(m.trials[t]) for t in ts], [S.icc(m.trials[t]) for t in ts],
+                [S.pairwise_spearman(m.trials[t]).median for t in ts]]
+        for ax, vals in zip(axes, figs):
+            ax.plot(ts, vals, "o-", color=colours[loss], alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None)
+    for ax, (name, thr) in zip(axes, (("SNR", S.GATE_SNR), ("ICC(1,1)", S.GATE_ICC), ("pairwise Spearman", S.GATE_SPEARMAN))):
+        ax.axhline(thr, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("MC passes T")
+        ax.set_title(name)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Proxy pair: reliability of trace_pre against T (blue softmax, orange sigmoid); dotted = gate")
+    fig.tight_layout()
+    path = out / "reliability_vs_T_proxy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "Reliability against T, proxy pair (3 seeds per loss)", path.name
+
+
+def _proxy_blur(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """Per-image relative change of trace_pre under light and heavy blur, softmax vs sigmoid."""
+    import numpy as np
+
+    measures = ctx.memo.get("proxy/measures")
+    if not measures:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, which in zip(axes, ("light", "heavy")):
+        for loss, colour in (("softmax", "tab:blue"), ("sigmoid", "tab:orange")):
+            rel = np.concatenate([m.blurred[which] / m.uncertainty - 1 for (l_, _), m in measures.items() if l_ == loss])
+            ax.hist(np.clip(rel, -1, 2), bins=60, alpha=0.55, color=colour, density=True,
+                    label=f"{loss}: {np.mean(rel > 0):.0%} up, median {np.median(rel):+.0%}")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(f"{which} blur")
+        ax.set_xlabel("relative change of trace_pre (blurred / clean - 1)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Proxy pair: blur-induced change in MC-dropout uncertainty (all seeds pooled)")
+    fig.tight_layout()
+    path = out / "blur_change_proxy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "Blur-induced change in uncertainty, proxy pair", path.name
+
+
 def make_figures(records: list[Record], ctx: Context, report_dir: Path) -> list[tuple[str, str]]:
     """Every figure whose inputs are available; a figure with missing inputs is left out."""
     out = report_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     figures = []
-    for maker in (_reliability_vs_T,):
+    for maker in (_reliability_vs_T, _proxy_reliability, _proxy_blur):
         try:
-            fig = maker(out)
+            fig = maker(out) if maker is _reliability_vs_T else maker(out, ctx)
         except MissingResource:
             continue
         if fig:

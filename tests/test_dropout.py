@@ -50,11 +50,12 @@ def test_mc_mode_restores_the_previous_state(tiny_clip):
         ctl.remove()
 
 
+@pytest.mark.parametrize("sampler", ["sparse", "dense"])
 @pytest.mark.parametrize("mode", MODES)
-def test_each_site_drops_at_rate_p_within_binomial_error(tiny_clip, mode):
+def test_each_site_drops_at_rate_p_within_binomial_error(tiny_clip, mode, sampler):
     tower, p = tiny_clip.vision_tower, 0.1
     ctl = inject_uniform_linear_dropout(tower, p, mode)
-    ctl.record_rates = True
+    ctl.record_rates, ctl.sampler = True, sampler
     with torch.no_grad(), mc_mode(ctl):
         for _ in range(20):
             tower(torch.randn(4, 3, 32, 32))

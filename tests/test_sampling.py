@@ -19,6 +19,7 @@ def tiny():
 def naive_samples(tower, x, T, p, mode, seed=123):
     """The seed's loop: T separate passes of the batch, dropout through the module hooks."""
     ctl = inject_uniform_linear_dropout(tower, p, mode)
+    ctl.sampler = "dense"  # an independent reference: full Bernoulli masks, not the core's sparse draws
     torch.manual_seed(seed)
     with torch.no_grad(), mc_mode(ctl):
         out = torch.stack([tower(x) for _ in range(T)], dim=1)  # [N, T, D]

@@ -157,6 +157,32 @@ FINDINGS: dict[tuple[str, str], str] = {
         "attn.out_proj wrappers never fire: nn.MultiheadAttention calls it functionally, and the fused QKV is no "
         "module), faithful 49; SigLIP2 ViT-B-16 53 in both modes (fused qkv: 4 linears per block, + 5 in the MAP head)"
     ),
+    # proxy tier: the matched pair (3 seeds per loss, p=0.01, T=64, 5 trials, 400 world test images)
+    ("MCD-07", "proxy"): (
+        "both losses fail the gate: softmax SNR/ICC/Spearman at T=64 per seed far below it (expected fail: "
+        "reproduced) but sigmoid fails too (ICC 0.19/0.32/0.20 per seed in the first run), so 'SigLIP2 passes' does "
+        "not reproduce in the matched pair at the seed's p=0.01"
+    ),
+    ("MCD-08", "proxy"): "Spearman(trace_pre, entropy) on the softmax proxy: 0.026 [-0.073, 0.127], 0.150 [0.051, "
+                         "0.246], 0.045 [-0.055, 0.136] per seed: positive in 1 of 3 seeds",
+    ("MCD-09", "proxy"): "Spearman(trace_pre, entropy) on the sigmoid proxy: -0.056, 0.110, 0.140 [0.054, 0.227] "
+                         "per seed: not ~0 in seed 2 (the seed's 'no entropy link' does not hold there)",
+    ("MCD-10", "proxy"): "Spearman(trace_pre, centroid distance) on the sigmoid proxy: 0.074, -0.071, 0.024 per seed, "
+                         "every CI straddles 0: no centroid link",
+    ("MCD-11", "proxy"): "light blur on the softmax proxy: fraction increased 0.530, 0.550, 0.585 [0.535, 0.634] per "
+                         "seed: a majority only in seed 2 (CLIP recorded: 0.80)",
+    ("MCD-12", "proxy"): "heavy blur on the sigmoid proxy: fraction decreased 0.505, 0.522, 0.495 per seed, every CI "
+                         "straddles 0.5 (SigLIP2 recorded: 0.756)",
+    ("MCD-13", "proxy"): "effective rank of the dropout covariance is LOWER for softmax than sigmoid in all 3 seeds "
+                         "(-2.51, -1.81, -0.33, each CI below 0): the opposite of the seed's direction",
+    ("MCD-17", "proxy"): "loss as cause: ICC gap sigmoid - softmax +0.120, +0.171, -0.163 per seed (pooled +0.043, "
+                         "t-interval [-0.40, 0.49]); entropy-rho gap not positive: the matched pair does not show the "
+                         "seed's direction consistently across seeds",
+    ("MCD-18", "proxy"): "AUROC(trace_pre, error) on the softmax proxy: 0.365, 0.477, 0.473 per seed (22-30 errors "
+                         "each, every CI includes 0.5): uncertainty does not predict errors there",
+    ("OOD-07", "proxy"): "sigmoid MCM vs softmax MCM on the sigmoid proxy (world in, sklearn digits / skimage "
+                         "textures and photos out): mean-AUROC gap -0.011 [-0.030, 0.007], -0.184, -0.161 per seed: "
+                         "sigmoid does not beat softmax",
     ("MCD-08", "recorded"): (
         "recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) give Spearman(uncertainty, entropy) "
         "= 0.040, 95% CI [-0.002, 0.082], not 0.25; the 0.25 of the seed is from a different run (ImageNet val "

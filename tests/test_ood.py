@@ -1,0 +1,35 @@
+"""MCM scores: properties (hypothesis) and direct computations by hand."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from mcdo import ood
+
+cosines = arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(2, 40)), elements=st.floats(-1, 1))
+
+
+@given(cosines, st.floats(0.1, 200), st.floats(-30, 30))
+@settings(max_examples=80, deadline=None)
+def test_softmax_mcm_ignores_the_bias_and_sigmoid_keeps_it(cos, scale, bias):
+    assert np.allclose(ood.softmax_mcm(scale * cos + bias), ood.softmax_mcm(scale * cos), atol=1e-12)
+    k = cos.shape[1]
+    assert np.all(ood.softmax_mcm(scale * cos) >= 1.0 / k - 1e-12)  # the forced winner
+    sig = ood.sigmoid_mcm(cos, scale, bias)
+    assert np.all((sig >= 0) & (sig <= 1))
+    if bias > 1:
+        assert np.all(ood.sigmoid_mcm(cos, scale, bias) >= ood.sigmoid_mcm(cos, scale, 0.0))
+
+
+def test_scores_by_hand():
+    cos = np.array([[0.1, 0.3, -0.2]])
+    e = np.exp(cos / 1.0)
+    assert ood.softmax_mcm(cos)[0] == pytest.approx(e.max() / e.sum())
+    assert ood.sigmoid_mcm(cos, 10.0, -10.0)[0] == pytest.approx(1 / (1 + np.exp(-(10 * 0.3 - 10))))
+    assert ood.energy(cos, 10.0)[0] == pytest.approx(np.log(np.exp(10 * cos).sum()))
+    assert ood.max_logit(cos, 10.0, -1.0)[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="logit_bias"):
+        ood.score("sigmoid", cos, 10.0, None)
+    with pytest.raises(ValueError, match="unknown OOD score"):
+        ood.score("msp", cos, 10.0, None)
