@@ -159,9 +159,9 @@ FINDINGS: dict[tuple[str, str], str] = {
     ),
     # proxy tier: the matched pair (3 seeds per loss, p=0.01, T=64, 5 trials, 400 world test images)
     ("MCD-07", "proxy"): (
-        "both losses fail the gate: softmax SNR/ICC/Spearman at T=64 per seed far below it (expected fail: "
-        "reproduced) but sigmoid fails too (ICC 0.19/0.32/0.20 per seed in the first run), so 'SigLIP2 passes' does "
-        "not reproduce in the matched pair at the seed's p=0.01"
+        "both losses fail the gate at the seed's p=0.01, T=64: softmax ICC 0.136/0.217/0.357 per seed (expected fail: "
+        "reproduced) but sigmoid ICC 0.256/0.388/0.194 and SNR 0.54/0.83/0.44 fail too: 'SigLIP2 passes' does not "
+        "reproduce in the matched pair"
     ),
     ("MCD-08", "proxy"): "Spearman(trace_pre, entropy) on the softmax proxy: 0.026 [-0.073, 0.127], 0.150 [0.051, "
                          "0.246], 0.045 [-0.055, 0.136] per seed: positive in 1 of 3 seeds",
