@@ -10,15 +10,25 @@ from .verify.engine import Context
 from .verify.records import Record
 
 
+def _gate_axes(axes) -> None:
+    """SNR / ICC / Spearman panels against T, each with its gate threshold dotted."""
+    from . import stats as S
+
+    for ax, (name, thr) in zip(axes, (("SNR", S.GATE_SNR), ("ICC(1,1)", S.GATE_ICC),
+                                      ("pairwise Spearman", S.GATE_SPEARMAN))):
+        ax.axhline(thr, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("MC passes T")
+        ax.set_title(name)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+
+
 def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
     from . import stats as S
     from .data import recorded as R
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for model, colour in zip(R.MODELS, ("tab:blue", "tab:orange")):
         ts = np.array(R.NESTED_T)
@@ -33,13 +43,7 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
         grid = np.geomspace(4, 512, 40)
         pred = [predicted_snr(trials[1], 16, int(t)) if t >= 2 else np.nan for t in grid]
         axes[0].plot(grid, pred, "--", color=colour, alpha=0.6, label=f"{model}: 1/T law from T=16")
-    for ax, (name, thr) in zip(axes, (("SNR", S.GATE_SNR), ("ICC(1,1)", S.GATE_ICC), ("pairwise Spearman", S.GATE_SPEARMAN))):
-        ax.axhline(thr, color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("MC passes T")
-        ax.set_title(name)
-    axes[0].set_yscale("log")
-    axes[0].legend(fontsize=7)
+    _gate_axes(axes)
     fig.suptitle("Reliability of trace_pre against T (recorded, 10 trials x 500 ImageNet images); dotted = gate")
     fig.tight_layout()
     path = out / "reliability_vs_T_recorded.png"
@@ -73,13 +77,7 @@ def _proxy_reliability(out: Path, ctx: Context) -> tuple[str, str] | None:
                 [S.pairwise_spearman(m.trials[t]).median for t in ts]]
         for ax, vals in zip(axes, figs):
             ax.plot(ts, vals, "o-", color=colours[loss], alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None)
-    for ax, (name, thr) in zip(axes, (("SNR", S.GATE_SNR), ("ICC(1,1)", S.GATE_ICC), ("pairwise Spearman", S.GATE_SPEARMAN))):
-        ax.axhline(thr, color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("MC passes T")
-        ax.set_title(name)
-    axes[0].set_yscale("log")
-    axes[0].legend(fontsize=7)
+    _gate_axes(axes)
     fig.suptitle("Proxy pair: reliability of trace_pre against T (blue softmax, orange sigmoid); dotted = gate")
     fig.tight_layout()
     path = out / "reliability_vs_T_proxy.png"
