@@ -10,6 +10,14 @@ from .verify.engine import Context
 from .verify.records import Record
 
 
+def _reliability_curves(trials: list) -> tuple[list, list, list]:
+    """SNR, ICC(1,1) and median pairwise Spearman of each ``[K, N]`` trial array, in order."""
+    from . import stats as S
+
+    return ([S.snr(x) for x in trials], [S.icc(x) for x in trials],
+            [S.pairwise_spearman(x).median for x in trials])
+
+
 def _gate_axes(axes) -> None:
     """SNR / ICC / Spearman panels against T, each with its gate threshold dotted."""
     from . import stats as S
@@ -24,8 +32,15 @@ def _gate_axes(axes) -> None:
     axes[0].legend(fontsize=7)
 
 
+def _save(fig, path: Path, caption: str) -> tuple[str, str]:
+    """Write a figure and free it; (caption, file name) for the report."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return caption, path.name
+
+
 def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
-    from . import stats as S
     from .data import recorded as R
 
     plt = _plt()
@@ -33,10 +48,8 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
     for model, colour in zip(R.MODELS, ("tab:blue", "tab:orange")):
         ts = np.array(R.NESTED_T)
         trials = [R.nested_trials(model, T).pre for T in ts]
-        figs = {"SNR": [S.snr(x) for x in trials], "ICC(1,1)": [S.icc(x) for x in trials],
-                "pairwise Spearman": [S.pairwise_spearman(x).median for x in trials]}
-        for ax, (name, vals) in zip(axes, figs.items()):
-            ax.plot(ts, vals, "o-", color=colour, label=f"{model} (recorded)")
+        for ax, vals in zip(axes, _reliability_curves(trials)):
+            ax.plot(ts, vals, "o-", color=colour, label=f"{model} (recorded)" if ax is axes[0] else None)
         # 1/T prediction from T=16
         from .verify.recorded_claims import predicted_snr
 
@@ -45,11 +58,7 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
         axes[0].plot(grid, pred, "--", color=colour, alpha=0.6, label=f"{model}: 1/T law from T=16")
     _gate_axes(axes)
     fig.suptitle("Reliability of trace_pre against T (recorded, 10 trials x 500 ImageNet images); dotted = gate")
-    fig.tight_layout()
-    path = out / "reliability_vs_T_recorded.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return "Reliability against T, recorded CLIP B/32 and SigLIP2 B/16", str(path.relative_to(out.parent))
+    return _save(fig, out / "reliability_vs_T_recorded.png", "Reliability against T, recorded CLIP B/32 and SigLIP2 B/16")
 
 
 def _plt():
@@ -62,9 +71,7 @@ def _plt():
 
 
 def _proxy_reliability(out: Path, ctx: Context) -> tuple[str, str] | None:
-    """SNR and ICC against T for every proxy model (seeds as thin lines)."""
-    from . import stats as S
-
+    """SNR, ICC and Spearman against T for every proxy model and seed."""
     measures = ctx.memo.get("proxy/measures")
     if not measures:
         return None
@@ -73,17 +80,11 @@ def _proxy_reliability(out: Path, ctx: Context) -> tuple[str, str] | None:
     colours = {"softmax": "tab:blue", "sigmoid": "tab:orange"}
     for (loss, seed), m in sorted(measures.items()):
         ts = sorted(m.trials)
-        figs = [[S.snr(m.trials[t]) for t in ts], [S.icc(m.trials[t]) for t in ts],
-                [S.pairwise_spearman(m.trials[t]).median for t in ts]]
-        for ax, vals in zip(axes, figs):
+        for ax, vals in zip(axes, _reliability_curves([m.trials[t] for t in ts])):
             ax.plot(ts, vals, "o-", color=colours[loss], alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None)
     _gate_axes(axes)
     fig.suptitle("Proxy pair: reliability of trace_pre against T (blue softmax, orange sigmoid); dotted = gate")
-    fig.tight_layout()
-    path = out / "reliability_vs_T_proxy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return "Reliability against T, proxy pair (3 seeds per loss)", path.name
+    return _save(fig, out / "reliability_vs_T_proxy.png", "Reliability against T, proxy pair (3 seeds per loss)")
 
 
 def _proxy_blur(out: Path, ctx: Context) -> tuple[str, str] | None:
@@ -105,11 +106,7 @@ def _proxy_blur(out: Path, ctx: Context) -> tuple[str, str] | None:
         ax.set_xlabel("relative change of trace_pre (blurred / clean - 1)")
         ax.legend(fontsize=7)
     fig.suptitle("Proxy pair: blur-induced change in MC-dropout uncertainty (all seeds pooled)")
-    fig.tight_layout()
-    path = out / "blur_change_proxy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return "Blur-induced change in uncertainty, proxy pair", path.name
+    return _save(fig, out / "blur_change_proxy.png", "Blur-induced change in uncertainty, proxy pair")
 
 
 def make_figures(records: list[Record], ctx: Context, report_dir: Path) -> list[tuple[str, str]]:
@@ -123,5 +120,5 @@ def make_figures(records: list[Record], ctx: Context, report_dir: Path) -> list[
         except MissingResource:
             continue
         if fig:
-            figures.append((fig[0], str(Path("figures") / Path(fig[1]).name)))
+            figures.append((fig[0], str(Path("figures") / fig[1])))
     return figures

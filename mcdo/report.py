@@ -49,7 +49,9 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
     lines.append("")
     lines.append("Measured values carry a 95% CI (method in each reason). Verdicts: reproduced = the CI meets the "
                  "expected value at its stated precision (or is wholly on the claimed side); inconclusive = the CI "
-                 "straddles the claimed threshold; skipped = what is missing, and how to supply it.")
+                 "straddles the claimed threshold; skipped = what is missing, and how to supply it. A zero-width "
+                 "interval marks an exact figure with no sampling in it (a count, a dimension, an identity, or a "
+                 "gate outcome whose figures' CIs, given in the reason, all lie on one side of their thresholds).")
     by_id: dict[str, list[Record]] = {}
     for r in records:
         by_id.setdefault(r.id, []).append(r)
