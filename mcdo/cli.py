@@ -1,4 +1,5 @@
-"""``mcdo`` command line: ``mcdo claims`` evaluates the claim registry and writes reports/."""
+"""``mcdo`` command line: ``mcdo claims`` evaluates the claim registry and writes reports/;
+``mcdo ood`` runs the MCM OOD benchmark (ImageNet-1k in, the MOS sets out) for one model."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .data.folders import MOS_SETS
 from .verify import catalog
 
 
@@ -60,6 +62,50 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ood(args: argparse.Namespace) -> int:
+    from . import env, oodbench
+    from .errors import MissingResource
+    from .models import get_spec, load
+    from .ood import SCORES
+    from .verify.records import _jsonable
+
+    sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
+    scores = SCORES if args.score == "all" else (args.score,)
+    device = args.device or env.device()
+    precision = args.precision or ("amp" if device.startswith("cuda") else "fp32")
+    temperature = args.temperature if args.temperature == "model" else float(args.temperature)
+    try:
+        spec = get_spec(args.model)
+        if args.score == "sigmoid" and spec.loss == "softmax":
+            raise SystemExit(f"{spec.name} has no logit_bias (a softmax-trained model): sigmoid MCM needs one; "
+                             "use --score softmax, energy, max_logit or all")
+        data = oodbench.find_data(sets, args.data_root)  # before the model loads: a missing set fails at once
+        if args.random_weights:
+            import torch
+
+            torch.manual_seed(args.seed)
+        enc = load(spec.name, pretrained=not args.random_weights, backend=args.backend, device=device,
+                   progress=not args.quiet)
+        res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=args.workers,
+                           precision=precision, temperature=temperature, progress=not args.quiet, data=data)
+    except (MissingResource, KeyError) as e:
+        print(f"mcdo ood: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    text = oodbench.format_table(res)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = enc.spec.name + ("-random" if args.random_weights else "")
+    rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, score=sc, ood_set=name, **metrics,
+                 id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
+                 temperature=res.temperature, commit=env.git_commit(), config=res.config)
+            for sc, per in res.table().items() for name, metrics in per.items()]
+    (out / f"{stem}.jsonl").write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+    (out / f"{stem}.md").write_text(f"# mcdo ood: {stem}\n\n{text}\n")
+    print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcdo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
+    o = sub.add_parser("ood", help="MCM OOD benchmark for one model: ImageNet-1k val in, the MOS sets out",
+                       description="Zero-shot accuracy and OOD scores (softmax MCM, sigmoid MCM, energy, max-logit) "
+                                   "with AUROC / FPR95 / AUPR per OOD set. Data under MCDO_DATA_ROOT (or --data-root): "
+                                   "imagenet/val/<synset>/, iNaturalist/images/, SUN/images/, Places/images/, "
+                                   "dtd/images/. Features are cached, so re-scoring takes seconds.")
+    o.add_argument("--model", "--model_type", required=True,
+                   help="a registered model (mcdo claims --list shows the claims; clip / siglip / siglip2 are "
+                        "the seed's names for the B-16 models)")
+    o.add_argument("--ood-dataset", "--ood_dataset", action="append", choices=("all", *MOS_SETS),
+                   help="repeatable; default: all four")
+    o.add_argument("--bs", type=int, default=256, help="batch size for image encoding (default 256)")
+    o.add_argument("--score", choices=("all", "softmax", "sigmoid", "energy", "max_logit"), default="all")
+    o.add_argument("--temperature", default="1", help="softmax MCM temperature: a number (MCM: 1) or 'model' "
+                                                       "(1 / the model's logit scale)")
+    o.add_argument("--data-root", help="default: MCDO_DATA_ROOT")
+    o.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
+    o.add_argument("--precision", choices=("fp32", "bf16", "amp"), help="default: amp (bf16) on cuda, fp32 on cpu")
+    o.add_argument("--workers", type=int, default=4, help="image decoding processes (default 4)")
+    o.add_argument("--backend", choices=("open_clip", "hf"))
+    o.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing checks)")
+    o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
+    o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
+    o.add_argument("--quiet", action="store_true")
+    o.set_defaults(func=_ood)
     args = parser.parse_args(argv)
     return args.func(args)
 

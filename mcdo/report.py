@@ -35,6 +35,19 @@ def coverage(records: list[Record], tiers: tuple[str, ...] = catalog.TIERS) -> d
     return out
 
 
+def ood_table_markdown(table: dict) -> str:
+    """score -> set -> metrics as one markdown table: a row per OOD set (and the mean), AUROC and FPR95 in %."""
+    scores = list(table)
+    sets = list(dict.fromkeys(name for per in table.values() for name in per))
+    sets = [s for s in sets if s != "mean"] + (["mean"] if "mean" in sets else [])
+    lines = ["| OOD set | " + " | ".join(f"{sc} AUROC | {sc} FPR95" for sc in scores) + " |",
+             "|" + " --- |" * (1 + 2 * len(scores))]
+    for name in sets:
+        lines.append(f"| {name} | " + " | ".join(f"{100 * table[sc][name]['auroc']:.2f} | {100 * table[sc][name]['fpr95']:.2f}"
+                                                 for sc in scores) + " |")
+    return "\n".join(lines)
+
+
 def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s: float | None = None) -> str:
     """One table grouped by seed, a coverage line per tier, verdict counts, and figures."""
     cov = coverage(records)
@@ -65,6 +78,11 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
                 reason = r.reason.replace("|", "/").replace("\n", " ")
                 lines.append(f"| {r.id} | {r.tier} | {r.model} | {_MARK[r.verdict]} | {_fmt(r.measured)} | {ci} | "
                              f"{r.expected.replace('|', '/')} | {reason} |")
+    tables = [r for r in records if r.id == "OOD-08" and r.verdict != SKIPPED and "table" in r.details]
+    if tables:
+        lines += ["", "## OOD tables (OOD-08)", ""]
+        for r in tables:
+            lines += [f"**{r.model}** ({r.tier} tier)", "", ood_table_markdown(r.details["table"]), ""]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, path in figures:

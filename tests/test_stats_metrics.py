@@ -193,3 +193,22 @@ def test_spearman_fisher_ci_coverage(rng):
         lo, hi = S.spearman_ci_fisher(sst.spearmanr(z[:, 0], z[:, 1]).statistic, 150)
         hits += lo <= S.spearman_from_pearson(0.5) <= hi
     assert 0.9 <= hits / 300 <= 0.99
+
+
+def test_stratified_bootstrap_keeps_group_sizes_and_matches_scipy_two_sample(rng):
+    # resampling within strata = scipy's independent resampling of each sample (paired=False)
+    x0, x1 = rng.exponential(size=300), rng.exponential(scale=1.5, size=40)
+    values, sid = np.r_[x0, x1], np.r_[np.zeros(300, int), np.ones(40, int)]
+    sizes = set()
+
+    def diff(v, k):
+        sizes.add(((k == 0).sum(), (k == 1).sum()))
+        return float(v[k == 1].mean() - v[k == 0].mean())
+
+    lo, hi = S.bootstrap_ci(diff, values, sid, n_boot=4000, seed=5, strata=sid)
+    assert sizes == {(300, 40)}
+    ref = sst.bootstrap((x1, x0), lambda a, b: a.mean() - b.mean(), n_resamples=4000, method="percentile",
+                        random_state=5, vectorized=False).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.05) and hi == pytest.approx(ref.high, abs=0.05)
+    se = np.sqrt(x0.var(ddof=1) / 300 + x1.var(ddof=1) / 40)  # normal approximation
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)

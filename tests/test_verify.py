@@ -1,6 +1,5 @@
 """The claim framework: registry coverage, verdict rules, skip reasons, reports and the CLI."""
 import json
-import os
 import re
 from pathlib import Path
 

@@ -132,6 +132,38 @@ def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
 _LOADERS = {"open_clip": _open_clip, "hf": _hf}
 
 
+def weights_present(name: str, backend: str | None = None) -> bool:
+    """Whether the pretrained weights of ``name`` can be loaded here without a download (a cache lookup,
+    nothing is loaded). Proxies count as present: they are trained on first use."""
+    spec = get_spec(name)
+    if spec.family == "proxy":
+        return True
+    if spec.tiny:
+        return False
+    if resolve_backend(spec, backend) == "hf":
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec.hf_id, "config.json"), str)
+    import open_clip
+    from open_clip.pretrained import download_pretrained
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch_name, spec.pretrained)
+    if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
+        return bool(cfg)  # it would be fetched on load
+    try:  # the hub is offline (see mcdo/__init__): this returns a cached file or fails at once
+        return bool(cfg) and os.path.isfile(download_pretrained(cfg))
+    except Exception:
+        return False
+
+
+def describe_weights(name: str) -> str:
+    """Where the pretrained weights of ``name`` come from, for messages."""
+    spec = get_spec(name)
+    if spec.family != "proxy" and resolve_backend(spec, None) == "hf":
+        return f"{spec.hf_id} (transformers)"
+    return f"{spec.arch_name}:{spec.pretrained} (open_clip)"
+
+
 def resolve_backend(spec: ModelSpec, backend: str | None) -> str:
     """open_clip unless asked otherwise; ``MCDO_SIGLIP2_BACKEND`` decides for SigLIP2."""
     if backend is None and spec.family == "siglip2":

@@ -75,7 +75,9 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
 )}
 
 ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-B-32": "clip-vit-b-32",
-           "ViT-B-16-SigLIP2": "siglip2-vit-b-16"}
+           "ViT-B-16-SigLIP2": "siglip2-vit-b-16",
+           # the OOD seed's --model_type values
+           "clip": "clip-vit-b-16", "siglip": "siglip-vit-b-16", "siglip2": "siglip2-vit-b-16"}
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -23,10 +23,13 @@ def bootstrap_ci(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic(*arrays)``, resampling jointly along ``axis``.
 
-    All arrays share the resampled axis (images), so paired data stay paired.
+    All arrays share the resampled axis (images), so paired data stay paired. With ``strata`` (one label
+    per image), images are resampled within each stratum, so every group keeps its size (e.g. the ID set
+    and each OOD set of a detection benchmark, whose sizes are fixed by design).
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array")
@@ -34,9 +37,10 @@ def bootstrap_ci(
     if any(np.shape(a)[axis] != n for a in arrays):
         raise ValueError("all arrays must have the same length along the resampled axis")
     rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == g) for g in np.unique(strata)]
     values = np.empty(n_boot)
     for b in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+        idx = np.concatenate([g[rng.integers(0, g.size, size=g.size)] for g in groups])
         values[b] = statistic(*(np.take(a, idx, axis=axis) for a in arrays))
     values = values[np.isfinite(values)]
     alpha = (1.0 - level) / 2.0

@@ -181,8 +181,8 @@ FINDINGS: dict[tuple[str, str], str] = {
     ("MCD-18", "proxy"): "AUROC(trace_pre, error) on the softmax proxy: 0.365, 0.477, 0.473 per seed (22-30 errors "
                          "each, every CI includes 0.5): uncertainty does not predict errors there",
     ("OOD-07", "proxy"): "sigmoid MCM vs softmax MCM on the sigmoid proxy (world in, sklearn digits / skimage "
-                         "textures and photos out): mean-AUROC gap -0.011 [-0.030, 0.007], -0.184, -0.161 per seed: "
-                         "sigmoid does not beat softmax",
+                         "textures and photos out): mean-AUROC gap -0.011 [-0.030, 0.007], -0.184 [-0.207, -0.155], "
+                         "-0.161 [-0.187, -0.132] per seed: sigmoid does not beat softmax",
     ("MCD-08", "recorded"): (
         "recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) give Spearman(uncertainty, entropy) "
         "= 0.040, 95% CI [-0.002, 0.082], not 0.25; the 0.25 of the seed is from a different run (ImageNet val "

@@ -43,6 +43,12 @@ class Context:
     n_boot: int = 1000
     progress: bool = True
     memo: dict[str, Any] = field(default_factory=dict)
+    # gpu tier: stand-ins (registered model -> another registered model) and random weights let the
+    # tests run a gpu-tier pipeline end to end on a CPU; a real run leaves them at their defaults.
+    stand_ins: dict[str, str] = field(default_factory=dict)
+    pretrained: bool = True
+    require_gpu: bool = True
+    batch_size: int = 256
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""
@@ -54,7 +60,7 @@ class Context:
 def _load_evaluators() -> None:
     from . import math_claims, ood_claims, recorded_claims  # noqa: F401  (registration side effects)
 
-    for name in ("arch_claims", "proxy_claims", "gpu_claims"):  # optional families
+    for name in ("arch_claims", "proxy_claims", "ood_gpu_claims", "gpu_claims"):  # optional families
         try:
             __import__(f"{__package__}.{name}")
         except ModuleNotFoundError as e:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ood
-from .. import stats as S
 from .engine import Context, evaluates
 from .records import NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
 
@@ -110,15 +109,11 @@ def _proxy_ood_table(ctx: Context, seed: int) -> dict:
     return ctx.cached(f"ood/proxy-sigmoid/{seed}", make)
 
 
-def _metrics(t: dict, score: str) -> dict[str, dict[str, float]]:
-    s_id = ood.score(score, t["cos_id"], t["scale"], t["bias"])
-    out = {}
-    for name, cos in t["sets"].items():
-        s_ood = ood.score(score, cos, t["scale"], t["bias"])
-        x = np.r_[s_id, s_ood]
-        y = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]  # in-distribution = positive, as MCM
-        out[name] = S.detection_summary(x, y)
-    return out
+def _proxy_result(ctx: Context, seed: int):
+    from ..oodbench import from_cosines
+
+    t = _proxy_ood_table(ctx, seed)
+    return from_cosines(f"proxy-sigmoid seed {seed}", t["cos_id"], t["sets"], t["scale"], t["bias"])
 
 
 @evaluates("OOD-07", "proxy")
@@ -128,59 +123,33 @@ def ood07(ctx: Context) -> list[Record]:
 
     out = []
     for seed in SETTINGS["seeds"]:
-        t = _proxy_ood_table(ctx, seed)
-        n_id = t["cos_id"].shape[0]
-        cos_all = np.concatenate([t["cos_id"], *t["sets"].values()])
-        set_id = np.concatenate([np.zeros(n_id, int)] + [np.full(c.shape[0], i + 1) for i, c in enumerate(t["sets"].values())])
-
-        def gap(cos_t, sid):  # cos_t: [K, N], images on the last axis for the bootstrap
-            cos = cos_t.T
-            aucs = {}
-            for sc in ("sigmoid", "softmax"):
-                s = ood.score(sc, cos, t["scale"], t["bias"])
-                aucs[sc] = np.mean([S.auroc(np.r_[s[sid == 0], s[sid == k]],
-                                            np.r_[np.ones((sid == 0).sum()), np.zeros((sid == k).sum())])
-                                    for k in range(1, len(t["sets"]) + 1)])
-            return aucs["sigmoid"] - aucs["softmax"]
-
-        g = gap(cos_all.T, set_id)
-        ci = S.bootstrap_ci(gap, cos_all.T, set_id, n_boot=ctx.n_boot // 5, seed=ctx.seed)  # resample images
-        table = {sc: _metrics(t, sc) for sc in ("softmax", "sigmoid")}
-        mean = {sc: float(np.mean([v["auroc"] for v in table[sc].values()])) for sc in table}
-        out.append(Record("OOD-07", "proxy", f"proxy-sigmoid seed {seed}", direction_verdict(ci, 0.0), g, ci,
+        res = _proxy_result(ctx, seed)
+        g, ci = res.gap_ci("sigmoid", "softmax", n_boot=ctx.n_boot // 5, seed=ctx.seed)
+        table = res.table()
+        mean = {sc: table[sc]["mean"]["auroc"] for sc in ("sigmoid", "softmax")}
+        out.append(Record("OOD-07", "proxy", res.model, direction_verdict(ci, 0.0), g, ci,
                           expected="mean AUROC(sigmoid MCM) - mean AUROC(softmax MCM) > 0",
                           reason=f"mean AUROC sigmoid {mean['sigmoid']:.3f} vs softmax {mean['softmax']:.3f}: gap "
-                                 f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (bootstrap over images); ID: world test "
-                                 f"split, OOD: {', '.join(t['sets'])}",
+                                 f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired bootstrap over images within each "
+                                 f"set); ID: world test split, OOD: {', '.join(res.sets)}",
                           config=dict(model="proxy-sigmoid", seed=seed, temperature_softmax=1.0,
-                                      logit_scale=t["scale"], logit_bias=t["bias"]), details={"table": table}))
+                                      logit_scale=res.scale, logit_bias=res.bias),
+                          details={"table": {sc: table[sc] for sc in ("softmax", "sigmoid")}}))
     return out
 
 
 @evaluates("OOD-08", "proxy")
 def ood08(ctx: Context) -> list[Record]:
     """Per-set AUROC / FPR95 / AUPR with the average, for every scoring, on the sigmoid proxy (seed 0)."""
-    t = _proxy_ood_table(ctx, 0)
-    table = {sc: _metrics(t, sc) for sc in ood.SCORES}
+    res = _proxy_result(ctx, 0)
+    table = res.table()
     cells = [v for per in table.values() for m in per.values() for v in m.values()]
-    complete = all(np.isfinite(cells)) and len(cells) == len(ood.SCORES) * len(t["sets"]) * 3
+    complete = all(np.isfinite(cells)) and len(cells) == len(ood.SCORES) * (len(res.sets) + 1) * 3
     lines = "; ".join(f"{sc}: " + ", ".join(f"{name} AUROC {m['auroc']:.3f} FPR95 {m['fpr95']:.3f}"
-                                             for name, m in per.items())
-                      + f" (mean AUROC {np.mean([m['auroc'] for m in per.values()]):.3f})"
-                      for sc, per in table.items())
-    mean_sig = float(np.mean([m["auroc"] for m in table["sigmoid"].values()]))
-    n_id = t["cos_id"].shape[0]
-    cos_all = np.concatenate([t["cos_id"], *t["sets"].values()])
-    set_id = np.concatenate([np.zeros(n_id, int)] + [np.full(c.shape[0], i + 1) for i, c in enumerate(t["sets"].values())])
-
-    def mean_auroc(cos_t, sid):  # sigmoid MCM, averaged over the OOD sets; images on the last axis
-        s = ood.score("sigmoid", cos_t.T, t["scale"], t["bias"])
-        return float(np.mean([S.auroc(np.r_[s[sid == 0], s[sid == k]],
-                                      np.r_[np.ones((sid == 0).sum()), np.zeros((sid == k).sum())])
-                              for k in range(1, len(t["sets"]) + 1)]))
-
-    ci = S.bootstrap_ci(mean_auroc, cos_all.T, set_id, n_boot=ctx.n_boot // 5, seed=ctx.seed)
-    return [Record("OOD-08", "proxy", "proxy-sigmoid seed 0", REPRODUCED if complete else NOT_REPRODUCED, mean_sig,
-                   ci, expected="a complete per-set table for every scoring (measured: mean AUROC of sigmoid MCM, "
-                   "bootstrap CI over images)", reason=lines,
+                                             for name, m in per.items() if name != "mean")
+                      + f" (mean AUROC {per['mean']['auroc']:.3f})" for sc, per in table.items())
+    m, ci = res.mean_auroc_ci("sigmoid", n_boot=ctx.n_boot // 5, seed=ctx.seed)
+    return [Record("OOD-08", "proxy", res.model, REPRODUCED if complete else NOT_REPRODUCED, m, ci,
+                   expected="a complete per-set table for every scoring (measured: mean AUROC of sigmoid MCM, "
+                   "bootstrap CI over images within each set)", reason=lines,
                    config=dict(model="proxy-sigmoid", seed=0), details={"table": table})]

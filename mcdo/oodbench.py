@@ -1,0 +1,157 @@
+"""The MCM benchmark: ImageNet-1k in distribution, the MOS sets out, every score, one encoder.
+
+``run`` encodes (or loads from the feature cache) the ID and OOD images, builds the zero-shot heads
+(CLIP's 80-template ensemble for accuracy, the MCM paper's single prompt for the OOD scores), and
+returns per-image scores with the per-set AUROC / FPR95 / AUPR table. In distribution is the positive
+class, as in MCM; every score is higher for ID images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ood
+from . import stats as S
+from .data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
+from .features import Features, image_features
+from .models.encoder import Encoder
+from .report import ood_table_markdown
+from .zeroshot import classifier, imagenet_classnames
+
+METRICS = ("auroc", "fpr95", "aupr")
+
+
+@dataclass
+class OODResult:
+    """Everything one benchmark pass measured for one encoder."""
+
+    model: str
+    scale: float
+    bias: float | None
+    temperature: float
+    accuracy: dict[str, float]  # template set -> ID top-1
+    n_id: int
+    id_scores: dict[str, np.ndarray]  # score -> [n_id]
+    ood_scores: dict[str, dict[str, np.ndarray]]  # score -> set -> [n_set]
+    failed: dict[str, list[str]]  # set -> unreadable files
+    n_classes_present: int
+    config: dict = field(default_factory=dict)
+
+    @property
+    def scores(self) -> list[str]:
+        return list(self.id_scores)
+
+    @property
+    def sets(self) -> list[str]:
+        return list(next(iter(self.ood_scores.values())))
+
+    def table(self) -> dict[str, dict[str, dict[str, float]]]:
+        """score -> set -> {auroc, fpr95, aupr}, with a "mean" row over the OOD sets."""
+        out = {}
+        for sc, per_set in self.ood_scores.items():
+            rows = {name: _detect(self.id_scores[sc], s) for name, s in per_set.items()}
+            rows["mean"] = {m: float(np.mean([r[m] for r in rows.values()])) for m in METRICS}
+            out[sc] = rows
+        return out
+
+    def pooled(self, score: str) -> tuple[np.ndarray, np.ndarray]:
+        """All scores of one kind with a set index per image (0 = ID, k = k-th OOD set), for resampling."""
+        parts = [self.id_scores[score], *self.ood_scores[score].values()]
+        return np.concatenate(parts), np.concatenate([np.full(p.size, k) for k, p in enumerate(parts)])
+
+    def mean_auroc_ci(self, score: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float]]:
+        """Mean AUROC over the OOD sets and its percentile-bootstrap CI (images resampled within each set)."""
+        s, sid = self.pooled(score)
+        return _mean_auroc(s, sid), S.bootstrap_ci(_mean_auroc, s, sid, n_boot=n_boot, seed=seed, strata=sid)
+
+    def gap_ci(self, a: str, b: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float]]:
+        """Mean AUROC of score ``a`` minus that of ``b`` on the same images, with a paired bootstrap CI."""
+        sa, sid = self.pooled(a)
+        sb, _ = self.pooled(b)
+
+        def gap(x, y, k):
+            return _mean_auroc(x, k) - _mean_auroc(y, k)
+
+        return gap(sa, sb, sid), S.bootstrap_ci(gap, sa, sb, sid, n_boot=n_boot, seed=seed, strata=sid)
+
+
+def _detect(s_id: np.ndarray, s_ood: np.ndarray) -> dict[str, float]:
+    x = np.r_[s_id, s_ood]
+    y = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]
+    return S.detection_summary(x, y)
+
+
+def _mean_auroc(s: np.ndarray, sid: np.ndarray) -> float:
+    ident = s[sid == 0]
+    return float(np.mean([S.auroc(np.r_[ident, s[sid == k]], np.r_[np.ones(ident.size), np.zeros((sid == k).sum())])
+                          for k in range(1, int(sid.max()) + 1)]))
+
+
+def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.SCORES,
+                   temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
+                   accuracy_templates: tuple[str, ...] = ("openai", "mcm")) -> OODResult:
+    """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here)."""
+    names = imagenet_classnames()
+    mcm = classifier(enc, names, "mcm", device, progress)
+    temp = 1.0 / mcm.scale if temperature == "model" else float(temperature)
+    acc: dict[str, float] = {}
+    for t in accuracy_templates:
+        head = mcm if t == "mcm" else classifier(enc, names, t, device, progress)
+        acc[t] = float(np.mean(head.predict(id_feats.features) == id_feats.labels))
+    failed = {id_feats.name: id_feats.failed, **{n: f.failed for n, f in ood_feats.items()}}
+    res = from_cosines(enc.spec.name, mcm.cosines(id_feats.features),
+                       {name: mcm.cosines(f.features) for name, f in ood_feats.items()}, mcm.scale, mcm.bias,
+                       scores, temp)
+    res.accuracy, res.failed, res.n_classes_present = acc, failed, int(np.unique(id_feats.labels).size)
+    res.config["ood_templates"] = "mcm"
+    return res
+
+
+def from_cosines(model: str, cos_id: np.ndarray, cos_ood: dict[str, np.ndarray], scale: float, bias: float | None,
+                 scores=ood.SCORES, temperature: float = 1.0) -> OODResult:
+    """Score ID and OOD cosines [N, K] to class texts; scores that need a bias are left out when there is none."""
+    usable = [sc for sc in scores if not (sc == "sigmoid" and bias is None)]
+    id_scores = {sc: ood.score(sc, cos_id, scale, bias, temperature) for sc in usable}
+    ood_scores = {sc: {name: ood.score(sc, c, scale, bias, temperature) for name, c in cos_ood.items()}
+                  for sc in usable}
+    return OODResult(model, scale, bias, temperature, {}, int(cos_id.shape[0]), id_scores, ood_scores, {}, 0,
+                     dict(softmax_temperature=temperature, skipped_scores=sorted(set(scores) - set(usable))))
+
+
+def find_data(ood_sets: tuple[str, ...] = MOS_SETS, data_root=None) -> tuple[ImageList, dict[str, ImageList]]:
+    """ImageNet-1k val and the OOD sets, each layout checked (``MissingData`` names the expected path)."""
+    return imagenet_val(data_root), {name: ood_set(name, data_root) for name in ood_sets}
+
+
+def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.SCORES, data_root=None,
+        batch_size: int = 256, device: str = "cpu", workers: int = 0, precision: str = "fp32",
+        temperature: float | str = 1.0, progress: bool = True,
+        accuracy_templates: tuple[str, ...] = ("openai", "mcm"),
+        data: tuple[ImageList, dict[str, ImageList]] | None = None) -> OODResult:
+    """The whole benchmark for one encoder: find the data (or take ``find_data``'s), encode (cached), score."""
+    id_list, ood_lists = data or find_data(ood_sets, data_root)  # every set is checked before any encoding
+    kw = dict(batch_size=batch_size, device=device, workers=workers, precision=precision, progress=progress)
+    id_feats = image_features(enc, id_list, **kw)
+    ood_feats = {name: image_features(enc, lst, **kw) for name, lst in ood_lists.items()}
+    res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates)
+    res.config.update(batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout,
+                      n_files={n: f.n_files for n, f in [(id_feats.name, id_feats), *ood_feats.items()]})
+    return res
+
+
+def format_table(res: OODResult) -> str:
+    """A markdown table: one row per OOD set and the mean, AUROC and FPR95 for each score."""
+    lines = [f"{res.model}: ID top-1 " + ", ".join(f"{100 * a:.2f}% ({t})" for t, a in res.accuracy.items())
+             + f" on {res.n_id} images ({res.n_classes_present} classes); scale {res.scale:.3f}, bias "
+             + (f"{res.bias:.3f}" if res.bias is not None else "none") + f", softmax temperature {res.temperature:g}",
+             "", "AUROC and FPR95 in %, in distribution = positive.", "", ood_table_markdown(res.table())]
+    notes = []
+    if res.config.get("skipped_scores"):
+        notes.append(f"not computed: {', '.join(res.config['skipped_scores'])} (the model has no logit_bias)")
+    bad = {k: len(v) for k, v in res.failed.items() if v}
+    if bad:
+        notes.append("unreadable files skipped: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Zero-shot classification over any registered encoder.
+
+A classifier is the L2-normalised mean over prompt templates of the normalised text embeddings of each
+class name (CLIP's prompt ensembling); its logits are ``scale * cos + bias`` with the model's own
+``logit_scale`` and, for SigLIP, ``logit_bias``. Class embeddings are cached per model fingerprint,
+class list and template set, so they are computed once.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import env
+from .models.encoder import Encoder
+
+# "mcm": the single prompt of the MCM paper; "openai": CLIP's 80-template ImageNet ensemble.
+TEMPLATE_SETS = ("mcm", "openai", "simple")
+
+
+def templates(name: str) -> tuple[str, ...]:
+    """Prompt templates by name, as format strings with one ``{}`` for the class name."""
+    from open_clip import zero_shot_metadata as z
+
+    sets = {"mcm": ("a photo of a {}.",),
+            "openai": tuple(t("{}") for t in z.OPENAI_IMAGENET_TEMPLATES),
+            "simple": tuple(t("{}") for t in z.SIMPLE_IMAGENET_TEMPLATES)}
+    if name not in sets:
+        raise ValueError(f"unknown template set {name!r}; choose from {TEMPLATE_SETS}")
+    return sets[name]
+
+
+def imagenet_classnames() -> list[str]:
+    """The 1000 ImageNet-1k class names (open_clip's cleaned list), in sorted-synset order."""
+    from open_clip import zero_shot_metadata as z
+
+    return list(z.IMAGENET_CLASSNAMES)
+
+
+def fingerprint(enc: Encoder) -> str:
+    """A short id of the model's weights: name, backend and a hash of a strided sample of every parameter.
+
+    Two encoders with the same weights share caches; random-weight builds with other seeds do not.
+    """
+    h = hashlib.sha1(f"{enc.spec.name}|{enc.backend}".encode())
+    with torch.no_grad():
+        for name, p in enc.model.named_parameters():
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)].float().cpu().numpy()
+            h.update(name.encode())
+            h.update(np.round(sample, 6).tobytes())
+    return f"{enc.spec.name}-{h.hexdigest()[:12]}"
+
+
+def image_transform(enc: Encoder):
+    """The PIL -> tensor transform the model was trained with (open_clip's own; SigLIP's for transformers)."""
+    if enc.backend == "open_clip":
+        return enc.preprocess
+    if enc.backend == "hf":
+        from torchvision import transforms as T
+
+        s = enc.spec.image_size
+        return T.Compose([T.Resize((s, s), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
+                          T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    raise ValueError(f"{enc.spec.name} ({enc.backend}) does not read image files; it takes arrays")
+
+
+def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
+                     batch_size: int = 256, cache: bool = True, progress: bool = False) -> np.ndarray:
+    """[K, D] unit vectors, one per class: normalise each prompt's embedding, average, normalise again."""
+    temps = templates(template_set)
+    key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
+    path = env.cache_dir() / "text" / fingerprint(enc) / f"{template_set}-{key}.npy"
+    if cache and path.is_file():
+        return np.load(path)
+    from tqdm.auto import tqdm
+
+    prompts = [t.format(c) for c in classnames for t in temps]
+    out = []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(prompts), batch_size), desc="text", disable=not progress, leave=False):
+            f = enc.encode_text(enc.tokenizer(prompts[i:i + batch_size]).to(device)).float()
+            out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
+    emb = torch.cat(out).reshape(len(classnames), len(temps), -1).mean(1)
+    emb = torch.nn.functional.normalize(emb, dim=-1).numpy().astype(np.float32)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+    return emb
+
+
+@dataclass
+class ZeroShot:
+    """A zero-shot head: class embeddings and the model's logit scale and bias."""
+
+    text: np.ndarray  # [K, D] unit vectors
+    scale: float
+    bias: float | None
+
+    def cosines(self, image_features: np.ndarray) -> np.ndarray:
+        """Cosine similarity [N, K] of (normalised or not) image features to every class."""
+        f = np.asarray(image_features, dtype=np.float64)
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+        return f @ self.text.T.astype(np.float64)
+
+    def logits(self, image_features: np.ndarray) -> np.ndarray:
+        return self.scale * self.cosines(image_features) + (self.bias or 0.0)
+
+    def predict(self, image_features: np.ndarray) -> np.ndarray:
+        return self.cosines(image_features).argmax(axis=1)
+
+
+def classifier(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
+               progress: bool = False) -> ZeroShot:
+    """The zero-shot head of ``enc`` over ``classnames`` with one template set."""
+    return ZeroShot(class_embeddings(enc, classnames, template_set, device, progress=progress), enc.logit_scale,
+                    enc.logit_bias)
