@@ -88,7 +88,7 @@ def _ood(args: argparse.Namespace) -> int:
                    progress=not args.quiet)
         res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=args.workers,
                            precision=precision, temperature=temperature, progress=not args.quiet, data=data)
-    except (MissingResource, KeyError) as e:
+    except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo ood: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     text = oodbench.format_table(res)

@@ -104,7 +104,7 @@ def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Featur
                        {name: mcm.cosines(f.features) for name, f in ood_feats.items()}, mcm.scale, mcm.bias,
                        scores, temp)
     res.accuracy, res.failed, res.n_classes_present = acc, failed, int(np.unique(id_feats.labels).size)
-    res.config["ood_templates"] = "mcm"
+    res.config.update(ood_templates="mcm", unreadable={k: len(v) for k, v in failed.items()})
     return res
 
 

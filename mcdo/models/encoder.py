@@ -112,7 +112,18 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
         model = SiglipModel(cfg)
     model.eval().to(device)
     tower = _HFVision(model)
-    return Encoder(spec, "hf", model, tower, None, None, tower,
+    tokenizer = None
+    if pretrained:
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(spec.hf_id)
+            # SigLIP was trained on texts padded to 64 tokens: its text features need the same padding
+            tokenizer = lambda texts: tok(list(texts), padding="max_length", max_length=64, truncation=True,  # noqa: E731
+                                          return_tensors="pt")["input_ids"]
+        except Exception:  # reported when the tokenizer is used
+            tokenizer = None
+    return Encoder(spec, "hf", model, tower, None, tokenizer, tower,
                    lambda t: model.get_text_features(input_ids=t),
                    lambda: float(model.logit_scale.detach().exp()), lambda: float(model.logit_bias.detach()))
 
