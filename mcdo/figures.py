@@ -109,12 +109,45 @@ def _proxy_blur(out: Path, ctx: Context) -> tuple[str, str] | None:
     return _save(fig, out / "blur_change_proxy.png", "Blur-induced change in uncertainty, proxy pair")
 
 
+def _ood_scores(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """Score distributions, ID against each OOD set, softmax vs sigmoid MCM, for every OOD pass of the run."""
+    from .oodbench import from_cosines
+
+    results = []
+    t = ctx.memo.get("ood/proxy-sigmoid/0")
+    if t:
+        results.append(("proxy-sigmoid seed 0", from_cosines("proxy", t["cos_id"], t["sets"], t["scale"], t["bias"])))
+    results += [(key.split("/", 1)[1], res) for key, res in sorted(ctx.memo.items()) if key.startswith("ood-gpu/")]
+    if not results:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.2 * len(results)), squeeze=False)
+    for row, (name, res) in zip(axes, results):
+        table = res.table()
+        for ax, sc in zip(row, ("softmax", "sigmoid")):
+            if sc not in res.id_scores:
+                ax.set_axis_off()
+                ax.set_title(f"{name}: no logit_bias, no sigmoid MCM")
+                continue
+            everything = np.concatenate([res.id_scores[sc], *res.ood_scores[sc].values()])
+            bins = np.linspace(everything.min(), everything.max(), 50)
+            ax.hist(res.id_scores[sc], bins=bins, density=True, color="k", alpha=0.35, label="in distribution")
+            for set_name, s in res.ood_scores[sc].items():
+                ax.hist(s, bins=bins, density=True, histtype="step", lw=1.3,
+                        label=f"{set_name}: AUROC {table[sc][set_name]['auroc']:.3f}")
+            ax.set_title(f"{name}: {sc} MCM (mean AUROC {table[sc]['mean']['auroc']:.3f})", fontsize=9)
+            ax.set_xlabel(f"{sc} MCM score")
+            ax.legend(fontsize=7)
+    fig.suptitle("OOD scores: in-distribution against each OOD set (higher = more in distribution)")
+    return _save(fig, out / "ood_scores.png", "OOD score distributions, softmax vs sigmoid MCM")
+
+
 def make_figures(records: list[Record], ctx: Context, report_dir: Path) -> list[tuple[str, str]]:
     """Every figure whose inputs are available; a figure with missing inputs is left out."""
     out = report_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     figures = []
-    for maker in (_reliability_vs_T, _proxy_reliability, _proxy_blur):
+    for maker in (_reliability_vs_T, _proxy_reliability, _proxy_blur, _ood_scores):
         try:
             fig = maker(out) if maker is _reliability_vs_T else maker(out, ctx)
         except MissingResource:

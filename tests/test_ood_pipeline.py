@@ -233,7 +233,7 @@ def test_cache_is_keyed_by_weights():
 # ---------------------------------------------------------------- gpu-tier evaluators and the command
 
 
-def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, monkeypatch):
+def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
     ctx = engine.Context(seed=0, n_boot=50, progress=False, pretrained=False, require_gpu=False, batch_size=4,
@@ -255,6 +255,14 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, monkeypatch):
     for sc, per in ref_sig["table"].items():
         for s, m in per.items():
             assert t08["siglip-vit-b-16"][sc][s]["fpr95"] == pytest.approx(m["fpr95"])
+    # the report renders the OOD-08 tables and the score-distribution figure from the same run
+    from mcdo import report
+    from mcdo.figures import make_figures
+
+    figures = make_figures([], ctx, tmp_path)
+    assert ("OOD score distributions, softmax vs sigmoid MCM", "figures/ood_scores.png") in figures
+    md = report.markdown(recs["OOD-08"])
+    assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 2
 
 
 def test_gpu_evaluators_skip_naming_every_missing_piece(data_root, tmp_path, monkeypatch):
