@@ -33,3 +33,19 @@ def test_scores_by_hand():
         ood.score("sigmoid", cos, 10.0, None)
     with pytest.raises(ValueError, match="unknown OOD score"):
         ood.score("msp", cos, 10.0, None)
+
+
+@given(st.integers(0, 2**16), st.floats(1.0, 20.0), st.floats(-10.0, 0.0))
+@settings(max_examples=60, deadline=None)
+def test_sigmoid_mcm_ranks_images_as_max_cosine_does(seed, scale, bias):
+    """sigmoid is increasing, so max_k sigmoid(s cos_k + b) = sigmoid(s max_k cos_k + b): for s > 0 the learned
+    bias and scale cannot change any rank-based figure (AUROC, FPR95, AUPR) of sigmoid MCM."""
+    from mcdo import stats as S
+
+    rng = np.random.default_rng(seed)
+    cos = rng.uniform(-0.3, 0.5, (60, 20))  # |scale * cos + bias| <= 20: no float64 saturation
+    labels = np.r_[np.ones(30), np.zeros(30)]
+    sig, maxcos = ood.sigmoid_mcm(cos, scale, bias), cos.max(axis=1)
+    assert np.array_equal(np.argsort(sig, kind="stable"), np.argsort(maxcos, kind="stable"))
+    assert S.detection_summary(sig, labels) == S.detection_summary(maxcos, labels)
+    assert S.detection_summary(sig, labels) == S.detection_summary(ood.max_logit(cos, scale, bias), labels)

@@ -121,6 +121,8 @@ def ood07(ctx: Context) -> list[Record]:
     """Sigmoid-loss proxy: sigmoid MCM (scale and bias kept) against softmax MCM, mean AUROC over OOD sets."""
     from .proxy_measure import SETTINGS
 
+    from ..oodbench import sigmoid_rank_note
+
     out = []
     for seed in SETTINGS["seeds"]:
         res = _proxy_result(ctx, seed)
@@ -131,7 +133,8 @@ def ood07(ctx: Context) -> list[Record]:
                           expected="mean AUROC(sigmoid MCM) - mean AUROC(softmax MCM) > 0",
                           reason=f"mean AUROC sigmoid {mean['sigmoid']:.3f} vs softmax {mean['softmax']:.3f}: gap "
                                  f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired bootstrap over images within each "
-                                 f"set); ID: world test split, OOD: {', '.join(res.sets)}",
+                                 f"set); ID: world test split, OOD: {', '.join(res.sets)}; "
+                                 + sigmoid_rank_note(table),
                           config=dict(model="proxy-sigmoid", seed=seed, temperature_softmax=1.0,
                                       logit_scale=res.scale, logit_bias=res.bias),
                           details={"table": {sc: table[sc] for sc in ("softmax", "sigmoid")}}))

@@ -142,7 +142,7 @@ def ood07_gpu(ctx: Context) -> list[Record]:
                    expected="sigmoid MCM - softmax MCM mean AUROC > 0 (seed: +3.3 points, 89.8%)",
                    reason=f"gap {100 * gap:+.2f} points [{100 * gap_ci[0]:+.2f}, {100 * gap_ci[1]:+.2f}] (paired "
                           f"bootstrap), {size} the seed's +3.3; sigmoid MCM value vs 89.8%: {value.verdict} ("
-                          + value.reason + ")",
+                          + value.reason + "); " + oodbench.sigmoid_rank_note(res.table()),
                    config=value.config, details={"value_verdict": value.verdict, "sigmoid_mean_auroc": value.measured,
                                                  "sigmoid_ci": value.ci, **value.details})]
 
