@@ -246,6 +246,7 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     assert recs["OOD-03"][0].details["accuracy"]["mcm"] == pytest.approx(ref_clip["acc"])
     assert recs["OOD-04"][0].measured == pytest.approx(np.mean([v["auroc"] for v in ref_clip["table"]["softmax"].values()]))
     assert recs["OOD-06"][0].measured == pytest.approx(mean["softmax"])
+    assert recs["OOD-04"][0].config["stand_in"] == "tiny-clip" and recs["OOD-04"][0].config["pretrained"] is False
     assert recs["OOD-07"][0].measured == pytest.approx(mean["sigmoid"] - mean["softmax"])
     assert recs["OOD-07"][0].details["sigmoid_mean_auroc"] == pytest.approx(mean["sigmoid"])
     for rs in recs.values():

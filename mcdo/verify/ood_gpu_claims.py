@@ -86,18 +86,30 @@ def _accuracy(claim_id: str, ctx: Context, model: str, expected: float) -> list[
                    reason=f"top-1 {100 * acc:.2f}% with CLIP's 80-template ensemble ({100 * res.accuracy['mcm']:.2f}% "
                           f"with the single MCM prompt) on {res.n_id} images of {res.n_classes_present} classes; "
                           f"Clopper-Pearson CI" + partial_note + _failed_note(res),
-                   config=dict(model=model, **res.config), details={"accuracy": res.accuracy})]
+                   config=_config(ctx, model, res), details={"accuracy": res.accuracy})]
 
 
-def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: float, extra: str = "") -> Record:
+def _mean_auroc_ci(ctx: Context, model: str, score: str) -> tuple[float, tuple[float, float]]:
+    """Mean AUROC and its bootstrap CI, once per run for each (model, score)."""
+    return ctx.cached(f"ood-ci/{model}/{score}",
+                      lambda: bench(ctx, model).mean_auroc_ci(score, n_boot=ctx.n_boot, seed=ctx.seed))
+
+
+def _config(ctx: Context, model: str, res: oodbench.OODResult, **extra) -> dict:
+    stand_in = ctx.stand_ins.get(model)
+    return dict(model=model, **({"stand_in": stand_in, "pretrained": ctx.pretrained} if stand_in else {}), **extra,
+                **res.config)
+
+
+def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: float) -> Record:
     res = bench(ctx, model)
-    m, ci = res.mean_auroc_ci(score, n_boot=ctx.n_boot, seed=ctx.seed)
+    m, ci = _mean_auroc_ci(ctx, model, score)
     per = ", ".join(f"{k} {100 * v['auroc']:.2f}" for k, v in res.table()[score].items() if k != "mean")
     return Record(claim_id, "gpu", model, value_verdict(ci, expected, 0.0005), m, ci,
                   expected=f"{100 * expected:.1f}%",
                   reason=f"{score} MCM mean AUROC {100 * m:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] (bootstrap over "
-                         f"images within each set); per set: {per}{extra}" + _failed_note(res),
-                  config=dict(model=model, score=score, temperature=res.temperature, **res.config),
+                         f"images within each set); per set: {per}" + _failed_note(res),
+                  config=_config(ctx, model, res, score=score),
                   details={"table": res.table()[score]})
 
 
@@ -158,10 +170,10 @@ def ood08_gpu(ctx: Context) -> list[Record]:
         cells = [v for per in table.values() for row in per.values() for v in row.values()]
         complete = bool(np.all(np.isfinite(cells))) and all(set(per) == {*MOS_SETS, "mean"} for per in table.values())
         best = max(table, key=lambda sc: table[sc]["mean"]["auroc"])
-        m, ci = res.mean_auroc_ci(best, n_boot=ctx.n_boot, seed=ctx.seed)
+        m, ci = _mean_auroc_ci(ctx, model, best)
         out.append(Record("OOD-08", "gpu", model, REPRODUCED if complete else NOT_REPRODUCED, m, ci,
                           expected="a complete per-set table for every scoring (measured: mean AUROC of the best "
                                    "score, bootstrap CI)",
                           reason=oodbench.format_table(res).replace("\n", " ") + _failed_note(res),
-                          config=dict(model=model, best_score=best, **res.config), details={"table": table}))
+                          config=_config(ctx, model, res, best_score=best), details={"table": table}))
     return out
