@@ -88,17 +88,21 @@ def _mean_auroc(s: np.ndarray, sid: np.ndarray) -> float:
                           for k in range(1, int(sid.max()) + 1)]))
 
 
+def imagenet_accuracy(enc: Encoder, id_feats: Features, template_sets: tuple[str, ...] = ("openai",),
+                      device: str = "cpu", progress: bool = False) -> dict[str, float]:
+    """ImageNet-1k zero-shot top-1 of cached image features, for each template set."""
+    names = imagenet_classnames()
+    return {t: float(np.mean(classifier(enc, names, t, device, progress).predict(id_feats.features) == id_feats.labels))
+            for t in template_sets}
+
+
 def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.SCORES,
                    temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
                    accuracy_templates: tuple[str, ...] = ("openai", "mcm")) -> OODResult:
     """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here)."""
-    names = imagenet_classnames()
-    mcm = classifier(enc, names, "mcm", device, progress)
+    mcm = classifier(enc, imagenet_classnames(), "mcm", device, progress)
     temp = 1.0 / mcm.scale if temperature == "model" else float(temperature)
-    acc: dict[str, float] = {}
-    for t in accuracy_templates:
-        head = mcm if t == "mcm" else classifier(enc, names, t, device, progress)
-        acc[t] = float(np.mean(head.predict(id_feats.features) == id_feats.labels))
+    acc = imagenet_accuracy(enc, id_feats, accuracy_templates, device, progress)
     failed = {id_feats.name: id_feats.failed, **{n: f.failed for n, f in ood_feats.items()}}
     res = from_cosines(enc.spec.name, mcm.cosines(id_feats.features),
                        {name: mcm.cosines(f.features) for name, f in ood_feats.items()}, mcm.scale, mcm.bias,

@@ -266,6 +266,38 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 2
 
 
+def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch):
+    """PRB-05's accuracy against a direct 80-template ensemble: per prompt normalise, mean, normalise."""
+    from open_clip import zero_shot_metadata as z
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    # one stand-in for all four (same seed, same weights): the class texts are encoded once, from the cache after
+    stand_ins = dict.fromkeys(("clip-vit-l-14-336", "siglip-so400m-14-384", "siglip2-so400m-14-378",
+                               "siglip2-so400m-16-384"), "tiny-clip")
+    ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=4, stand_ins=stand_ins)
+    recs = {r.model: r for r in engine.evaluate("PRB-05", "gpu", ctx)}
+    assert set(recs) == set(stand_ins)
+    enc, ids = _encoder("tiny-clip"), imagenet_val(data_root)
+    with torch.no_grad():
+        text = []
+        for c in imagenet_classnames():
+            t = enc.encode_text(enc.tokenizer([tpl(c) for tpl in z.OPENAI_IMAGENET_TEMPLATES])).double()
+            t = (t / t.norm(dim=1, keepdim=True)).mean(0)
+            text.append((t / t.norm()).numpy())
+        hits = []
+        for p, y in zip(ids.paths, ids.labels):
+            if p.name == "broken.JPEG":
+                continue
+            with Image.open(p) as im:
+                f = enc.encode_image(enc.preprocess(im.convert("RGB"))[None])[0].double().numpy()
+            hits.append(int(np.argmax(np.array(text) @ f)) == y)
+    for r in recs.values():
+        assert r.measured == pytest.approx(np.mean(hits)) and r.config["stand_in"] == "tiny-clip"
+        assert r.verdict == INCONCLUSIVE and "12 images of 4 classes" in r.reason
+        assert "unreadable files skipped: 1" in r.reason
+
+
 def test_gpu_evaluators_skip_naming_every_missing_piece(data_root, tmp_path, monkeypatch):
     monkeypatch.delenv("MCDO_DATA_ROOT", raising=False)
     (r,) = engine.evaluate("OOD-07", "gpu", engine.Context(progress=False))

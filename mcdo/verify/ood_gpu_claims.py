@@ -23,8 +23,9 @@ CLIP, SIGLIP = "clip-vit-b-16", "siglip-vit-b-16"
 MCM_PAPER_CLIP_B16 = 0.9077  # the MCM paper's mean AUROC for CLIP ViT-B/16 on the same four sets
 
 
-def require(ctx: Context, models: list[str]) -> None:
-    """Raise ``MissingResource`` naming every missing GPU, weight and data set at once."""
+def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS) -> None:
+    """Raise ``MissingResource`` naming every missing GPU, weight and data set (ImageNet-1k val and
+    ``ood_sets``) at once."""
     import torch
 
     missing, how = [], []
@@ -39,10 +40,10 @@ def require(ctx: Context, models: list[str]) -> None:
     try:
         root = env.data_root()
     except MissingResource as e:
-        missing.append("ImageNet-1k val and the MOS sets (MCDO_DATA_ROOT is unset)")
+        missing.append("ImageNet-1k val" + (" and the MOS sets" if ood_sets else "") + " (MCDO_DATA_ROOT is unset)")
         how.append(e.how)
     else:
-        for find in (imagenet_val, *(partial(ood_set, n) for n in MOS_SETS)):
+        for find in (imagenet_val, *(partial(ood_set, n) for n in ood_sets)):
             try:
                 find(root=root)
             except MissingResource as e:
