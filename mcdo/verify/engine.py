@@ -60,7 +60,7 @@ class Context:
 def _load_evaluators() -> None:
     from . import math_claims, ood_claims, recorded_claims  # noqa: F401  (registration side effects)
 
-    for name in ("arch_claims", "proxy_claims", "ood_gpu_claims", "prb_gpu_claims"):  # optional families
+    for name in ("arch_claims", "proxy_claims", "ood_gpu_claims", "prb_gpu_claims", "mcd_gpu_claims"):  # optional families
         try:
             __import__(f"{__package__}.{name}")
         except ModuleNotFoundError as e:

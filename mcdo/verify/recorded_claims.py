@@ -27,16 +27,23 @@ def _spearman_median(x: np.ndarray) -> float:
     return S.pairwise_spearman(x).median
 
 
-def _figure_record(ctx: Context, claim_id: str, model: str, name: str, fn, expected: float, half: float) -> Record:
-    x = _trials(ctx, model, 64).pre
+def figure_record(claim_id: str, tier: str, model: str, x: np.ndarray, name: str, fn, expected: float, half: float,
+                  ctx: Context, config: dict) -> Record:
+    """One reliability figure of ``[K, N]`` trials against its expected value: bootstrap CI over images
+    (the verdict) and a delete-one-trial jackknife CI (in the details)."""
     value = fn(x)
     ci = S.bootstrap_ci(fn, x, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
     ci_trials = S.jackknife_ci_trials(fn, x)
     verdict = value_verdict(ci, expected, half)
     reason = (f"{name} = {value:.3f}, 95% CI over images [{ci[0]:.3f}, {ci[1]:.3f}] vs expected {expected} "
               f"(+-{half} stated precision)")
-    return Record(claim_id, TIER, model, verdict, value, ci, reason=reason, config=dict(_CONFIG, T=64, model=R.MODELS[model]),
+    return Record(claim_id, tier, model, verdict, value, ci, reason=reason, config=config,
                   details={"ci_over_trials_jackknife": ci_trials, "ci_method": "percentile bootstrap over images"})
+
+
+def _figure_record(ctx: Context, claim_id: str, model: str, name: str, fn, expected: float, half: float) -> Record:
+    return figure_record(claim_id, TIER, model, _trials(ctx, model, 64).pre, name, fn, expected, half, ctx,
+                         dict(_CONFIG, T=64, model=R.MODELS[model]))
 
 
 @evaluates("MCD-03", TIER)

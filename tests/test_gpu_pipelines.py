@@ -1,8 +1,9 @@
-"""The OOD benchmark end to end on image folders made here, with random-weight toy encoders.
+"""The gpu-tier pipelines end to end on image folders made here, with random-weight toy encoders.
 
-Checks the plumbing (layouts, corrupt files, caches, resume, the gpu-tier evaluators, the command)
-and that every number equals a direct computation written out below (one image at a time, sklearn
-for the metrics); the seed's numbers need real weights and data (gpu tier).
+The OOD benchmark (layouts, corrupt files, caches, resume, OOD-03..08, ``mcdo ood``), PRB-05's zero-shot
+top-1 and the MC-dropout reliability claims MCD-03..07: the plumbing, and every number against a direct
+computation written out below (one image at a time, sklearn / scipy, naive formulas). The seeds' own
+numbers need real weights and data (gpu tier).
 """
 from __future__ import annotations
 
@@ -336,3 +337,49 @@ def test_ood_command(data_root, tmp_path, capsys):
     with pytest.raises(SystemExit, match="no logit_bias"):
         cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--score", "sigmoid", "--data-root",
                   str(data_root), "--quiet"])
+
+
+# ---------------------------------------------------------------- MC-dropout reliability (MCD-03..07)
+
+
+def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch):
+    from scipy.stats import spearmanr
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)  # no recorded image list: a seeded draw from what is there
+    ctx = engine.Context(n_boot=50, progress=False, pretrained=False, require_gpu=False,
+                         stand_ins={"clip-vit-b-32": "tiny-clip", "siglip2-vit-b-16": "tiny-siglip"})
+    recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07")}
+    for key, snr_id, rho_id in (("clip_b32", "MCD-03", "MCD-04"), ("siglip2_b16", "MCD-05", "MCD-06")):
+        m = ctx.memo[f"mcd-gpu/{key}"]
+        x = m["trials"]
+        assert x.shape == (10, 12) and m["config"]["unreadable"] == 1 and np.all(x > 0)
+        assert m["config"]["images"] == "13 images from 4 synsets (up to 5 each, drawn with seed 0)"
+        assert len({tuple(row) for row in x}) == 10  # independent trials
+        snr = x.mean(0).var(ddof=1) / x.var(0, ddof=1).mean()  # SNR as the recorded repository defines it
+        rhos = [spearmanr(x[i], x[j]).statistic for i in range(10) for j in range(i + 1, 10)]
+        assert recs[snr_id][0].measured == pytest.approx(snr)
+        assert recs[rho_id][0].measured == pytest.approx(np.median(rhos))
+        assert recs[snr_id][0].model == key and recs[snr_id][0].config["T"] == 64
+    gate = {r.model: r for r in recs["MCD-07"]}
+    assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
+
+
+def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
+    from mcdo.verify.mcd_gpu_claims import select_images
+
+    ids = imagenet_val(data_root)
+    pick = [ids.paths[i] for i in (5, 0, 9)]
+    rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
+    rec.mkdir(parents=True)
+    paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
+    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
+    got, labels, source = select_images(engine.Context(), ids)
+    assert got == pick and source == "the recorded run's 500 images"
+    np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])
+    paths[1] = "/elsewhere/imagenet_val/n01440764/ILSVRC2012_val_09999999.JPEG"
+    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
+    with pytest.raises(MissingData, match="1 of the recorded run's 3"):
+        select_images(engine.Context(), ids)
