@@ -267,10 +267,22 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 2
 
 
-def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch):
-    """PRB-05's accuracy against a direct 80-template ensemble: per prompt normalise, mean, normalise."""
+@pytest.fixture(scope="module")
+def clip_openai_text():
+    """tiny-clip (seed 0) class embeddings for CLIP's 80 templates, one class at a time."""
     from open_clip import zero_shot_metadata as z
 
+    enc, text = _encoder("tiny-clip"), []
+    with torch.no_grad():
+        for c in imagenet_classnames():
+            t = enc.encode_text(enc.tokenizer([tpl(c) for tpl in z.OPENAI_IMAGENET_TEMPLATES])).double()
+            t = (t / t.norm(dim=1, keepdim=True)).mean(0)
+            text.append((t / t.norm()).numpy())
+    return np.array(text)
+
+
+def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch, clip_openai_text):
+    """PRB-05's accuracy against a direct 80-template ensemble: per prompt normalise, mean, normalise."""
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
     # one stand-in for all four (same seed, same weights): the class texts are encoded once, from the cache after
@@ -279,20 +291,15 @@ def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch):
     ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=4, stand_ins=stand_ins)
     recs = {r.model: r for r in engine.evaluate("PRB-05", "gpu", ctx)}
     assert set(recs) == set(stand_ins)
-    enc, ids = _encoder("tiny-clip"), imagenet_val(data_root)
+    enc, ids, text = _encoder("tiny-clip"), imagenet_val(data_root), clip_openai_text
     with torch.no_grad():
-        text = []
-        for c in imagenet_classnames():
-            t = enc.encode_text(enc.tokenizer([tpl(c) for tpl in z.OPENAI_IMAGENET_TEMPLATES])).double()
-            t = (t / t.norm(dim=1, keepdim=True)).mean(0)
-            text.append((t / t.norm()).numpy())
         hits = []
         for p, y in zip(ids.paths, ids.labels):
             if p.name == "broken.JPEG":
                 continue
             with Image.open(p) as im:
                 f = enc.encode_image(enc.preprocess(im.convert("RGB"))[None])[0].double().numpy()
-            hits.append(int(np.argmax(np.array(text) @ f)) == y)
+            hits.append(int(np.argmax(text @ f)) == y)
     for r in recs.values():
         assert r.measured == pytest.approx(np.mean(hits)) and r.config["stand_in"] == "tiny-clip"
         assert r.verdict == INCONCLUSIVE and "12 images of 4 classes" in r.reason
@@ -342,8 +349,14 @@ def test_ood_command(data_root, tmp_path, capsys):
 # ---------------------------------------------------------------- MC-dropout reliability (MCD-03..07)
 
 
-def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch):
+def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_text):
+    from PIL import ImageFilter
+    from scipy.special import softmax
     from scipy.stats import spearmanr
+
+    from mcdo import scores
+    from mcdo.sampling import mc_sample
+    from mcdo.verify.mcd_gpu_claims import GPU
 
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
@@ -364,6 +377,36 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch):
         assert recs[snr_id][0].model == key and recs[snr_id][0].config["T"] == 64
     gate = {r.model: r for r in recs["MCD-07"]}
     assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
+
+    # MCD-08..13, 18 from the same pass, against direct computations on the CLIP stand-in
+    more = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-08", "MCD-09", "MCD-10", "MCD-11", "MCD-12", "MCD-13",
+                                                         "MCD-18")}
+    assert all(r.verdict != SKIPPED for rs in more.values() for r in rs)
+    enc, x = _encoder("tiny-clip"), ctx.memo["mcd-gpu/clip_b32"]["trials"]
+    ids = imagenet_val(data_root)
+    good = [(p, y) for p, y in zip(ids.paths, ids.labels) if p.name != "broken.JPEG"]
+    with torch.no_grad():
+        feats, blurred = [], []
+        for p, _ in good:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                feats.append(enc.encode_image(enc.preprocess(im)[None])[0].double().numpy())
+                blurred.append(enc.preprocess(im.filter(ImageFilter.GaussianBlur(5))))
+    f = np.array(feats)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    probs = softmax(enc.logit_scale * f @ clip_openai_text.T, axis=1)
+    entropy = -(probs * np.log(probs)).sum(1)
+    assert more["MCD-08"][0].measured == pytest.approx(spearmanr(x[0], entropy).statistic, abs=1e-9)
+    kw = {k: GPU[k] for k in ("T", "p", "mode", "batch_size", "max_rows", "dtype")}
+    light = scores.trace_pre(mc_sample(enc.vision_tower, torch.stack(blurred), seed=0, progress=False, **kw))
+    assert more["MCD-11"][0].measured == pytest.approx(np.mean(light > x[0]))
+    errors = np.array([int(np.argmax(row) != y) for row, (_, y) in zip(probs, good)])
+    if 2 <= errors.sum() <= errors.size - 2:
+        assert more["MCD-18"][0].measured == pytest.approx(roc_auc_score(errors, x[0]))
+    else:
+        assert more["MCD-18"][0].verdict == INCONCLUSIVE and f"{errors.sum()} errors of 12" in more["MCD-18"][0].reason
+    (erank,) = more["MCD-13"]
+    assert np.isfinite(erank.measured) and erank.ci[0] <= erank.measured <= erank.ci[1]
 
 
 def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):

@@ -21,12 +21,17 @@ def _name(m) -> str:
     return f"proxy-{m.loss} seed {m.seed}"
 
 
-def _rho_record(ctx, claim_id, m, other, other_name, expect: str) -> Record:
+def _rho_record(ctx, claim_id, m, other, other_name, expect, tier: str = TIER, model: str | None = None) -> Record:
+    """Spearman(trace_pre, other) with a bootstrap CI; ``expect``: "zero" (+-0.05), "positive", or a value."""
     value = _rho(m.uncertainty, other)
     ci = S.bootstrap_ci(_rho, m.uncertainty, other, n_boot=ctx.n_boot, seed=ctx.seed)
-    verdict = value_verdict(ci, 0.0, 0.05) if expect == "zero" else direction_verdict(ci, 0.0)
-    return Record(claim_id, TIER, _name(m), verdict, value, ci,
-                  expected="~0 (+-0.05)" if expect == "zero" else "> 0 (direction)",
+    if expect == "zero":
+        verdict, expected = value_verdict(ci, 0.0, 0.05), "~0 (+-0.05)"
+    elif expect == "positive":
+        verdict, expected = direction_verdict(ci, 0.0), "> 0 (direction)"
+    else:
+        verdict, expected = value_verdict(ci, float(expect), 0.005), f"{expect} (+-0.005)"
+    return Record(claim_id, tier, model or _name(m), verdict, value, ci, expected=expected,
                   reason=f"Spearman(trace_pre, {other_name}) = {value:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] "
                          f"(N={m.uncertainty.size}, zero-shot accuracy {m.accuracy:.3f})", config=dict(m.config))
 
@@ -55,17 +60,23 @@ def mcd10(ctx: Context) -> list[Record]:
             for m in all_measures(ctx).values() if m.loss == "sigmoid"]
 
 
-def _blur_record(claim_id, m, which: str, direction: str) -> Record:
+def _blur_record(claim_id, m, which: str, direction: str, tier: str = TIER, model: str | None = None,
+                 expected_value: float | None = None, half: float = 0.0, how: str | None = None) -> Record:
+    """Fraction of images whose trace_pre moved in ``direction`` under blur: a majority (direction) or,
+    with ``expected_value``, that fraction at the seed's stated precision; binomial CI, Wilcoxon p."""
     r = S.paired_change(m.uncertainty, m.blurred[which])
     frac = r.frac_increased if direction == "increased" else r.frac_decreased
     ci = S.binomial_ci(round(frac * r.n), r.n)
     p = r.p_greater if direction == "increased" else r.p_less
-    return Record(claim_id, TIER, _name(m), direction_verdict(ci, 0.5), frac, ci,
-                  expected=f"majority {direction} (direction)",
-                  reason=f"{which} blur (sigma {SETTINGS['blur_sigmas'][which]} px): fraction {direction} {frac:.3f} "
+    if expected_value is None:
+        verdict, expected = direction_verdict(ci, 0.5), f"majority {direction} (direction)"
+    else:
+        verdict, expected = value_verdict(ci, expected_value, half), f"{expected_value:.1%} {direction}"
+    how = how or f"sigma {SETTINGS['blur_sigmas'][which]} px"
+    return Record(claim_id, tier, model or _name(m), verdict, frac, ci, expected=expected,
+                  reason=f"{which} blur ({how}): fraction {direction} {frac:.3f} "
                          f"[{ci[0]:.3f}, {ci[1]:.3f}], one-sided Wilcoxon p = {p:.2g}, mean change "
-                         f"{r.mean_relative_change:+.1%}", config=dict(m.config, blur=which),
-                  details=r.as_dict())
+                         f"{r.mean_relative_change:+.1%}", config=dict(m.config, blur=which), details=r.as_dict())
 
 
 @evaluates("MCD-11", TIER)
@@ -88,17 +99,23 @@ def mcd13(ctx: Context) -> list[Record]:
     """Effective rank of the per-image dropout covariance: softmax model above sigmoid model."""
     out, diffs = [], []
     for soft, sig in _per_seed(ctx):
-        d = float(soft.effective_rank.mean() - sig.effective_rank.mean())
-        ci = S.bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), soft.effective_rank, sig.effective_rank,
-                            n_boot=ctx.n_boot, seed=ctx.seed)
-        diffs.append(d)
-        out.append(Record("MCD-13", TIER, f"proxy pair seed {soft.seed}", direction_verdict(ci, 0.0), d, ci,
-                          expected="erank(softmax) - erank(sigmoid) > 0",
-                          reason=f"mean effective rank softmax {soft.effective_rank.mean():.2f} vs sigmoid "
-                                 f"{sig.effective_rank.mean():.2f} (T=64 samples, same images)",
-                          config=dict(soft.config, model="proxy pair")))
+        rec = erank_record(ctx, soft, sig, TIER, f"proxy pair seed {soft.seed}", "softmax", "sigmoid")
+        diffs.append(rec.measured)
+        out.append(rec)
     out.append(_pooled("MCD-13", diffs, "erank difference", "erank(softmax) - erank(sigmoid) > 0"))
     return out
+
+
+def erank_record(ctx, a, b, tier: str, model: str, name_a: str, name_b: str) -> Record:
+    """Mean effective rank of the per-image dropout covariance, model ``a`` minus model ``b`` (same images)."""
+    d = float(a.effective_rank.mean() - b.effective_rank.mean())
+    ci = S.bootstrap_ci(lambda x, y: float(x.mean() - y.mean()), a.effective_rank, b.effective_rank,
+                        n_boot=ctx.n_boot, seed=ctx.seed)
+    return Record("MCD-13", tier, model, direction_verdict(ci, 0.0), d, ci,
+                  expected=f"erank({name_a}) - erank({name_b}) > 0",
+                  reason=f"mean effective rank {name_a} {a.effective_rank.mean():.2f} vs {name_b} "
+                         f"{b.effective_rank.mean():.2f} (T=64 samples, same images)",
+                  config=dict(a.config, model=model))
 
 
 def _pooled(claim_id: str, diffs: list[float], what: str, expected: str) -> Record:
@@ -163,13 +180,18 @@ def mcd18(ctx: Context) -> list[Record]:
     for m in all_measures(ctx).values():
         if m.loss != "softmax":
             continue
-        if m.error.sum() < 2:
-            out.append(Record("MCD-18", TIER, _name(m), "inconclusive", None, None, reason="fewer than 2 errors",
-                              config=dict(m.config)))
-            continue
-        auc = S.auroc(m.uncertainty, m.error)
-        ci = S.bootstrap_ci(S.auroc, m.uncertainty, m.error, n_boot=ctx.n_boot, seed=ctx.seed)
-        out.append(Record("MCD-18", TIER, _name(m), direction_verdict(ci, 0.5), auc, ci, expected="> 0.5",
-                          reason=f"AUROC(trace_pre, error) = {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] with "
-                                 f"{int(m.error.sum())} errors of {m.error.size}", config=dict(m.config)))
+        out.append(error_auroc_record(ctx, m, TIER, _name(m)))
     return out
+
+
+def error_auroc_record(ctx, m, tier: str, model: str) -> Record:
+    """AUROC of trace_pre for the model's own zero-shot errors, bootstrap CI over images."""
+    if m.error.sum() < 2 or m.error.sum() > m.error.size - 2:
+        return Record("MCD-18", tier, model, "inconclusive", None, None, expected="> 0.5",
+                      reason=f"{int(m.error.sum())} errors of {m.error.size}: too few of one kind for an AUROC",
+                      config=dict(m.config))
+    auc = S.auroc(m.uncertainty, m.error)
+    ci = S.bootstrap_ci(S.auroc, m.uncertainty, m.error, n_boot=ctx.n_boot, seed=ctx.seed)
+    return Record("MCD-18", tier, model, direction_verdict(ci, 0.5), auc, ci, expected="> 0.5",
+                  reason=f"AUROC(trace_pre, error) = {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] with "
+                         f"{int(m.error.sum())} errors of {m.error.size}", config=dict(m.config))
