@@ -1,9 +1,8 @@
-"""The gpu-tier pipelines end to end on image folders made here, with random-weight toy encoders.
+"""The OOD benchmark end to end on image folders made here (``mcdo.testing``), with random-weight toys.
 
-The OOD benchmark (layouts, corrupt files, caches, resume, OOD-03..08, ``mcdo ood``), PRB-05's zero-shot
-top-1 and the MC-dropout reliability claims MCD-03..07: the plumbing, and every number against a direct
-computation written out below (one image at a time, sklearn / scipy, naive formulas). The seeds' own
-numbers need real weights and data (gpu tier).
+Layouts, corrupt files, caches, resume, the gpu-tier evaluators OOD-03..08 and ``mcdo ood``: the plumbing,
+and every number against a direct computation written out below (one image at a time, sklearn for the
+metrics). The seed's own numbers need real weights and data (gpu tier).
 """
 from __future__ import annotations
 
@@ -19,49 +18,22 @@ from mcdo import cli, oodbench
 from mcdo.data.folders import MOS_SETS, imagenet_synsets, imagenet_val, ood_set
 from mcdo.errors import MissingData
 from mcdo.features import image_features
-from mcdo.models import load
+from mcdo.testing import make_image_folders, random_encoder, write_image
 from mcdo.verify import engine
 from mcdo.verify.records import INCONCLUSIVE, SKIPPED
 from mcdo.zeroshot import fingerprint, imagenet_classnames
 
 pytestmark = pytest.mark.arch
 
-CLASSES = (0, 1, 207, 980)  # positions in the sorted synset list
-OOD_COUNTS = {"iNaturalist/images": 5, "SUN/images": 4, "Places/images": 4}
-
-
-def _image(path, rng, fmt="JPEG"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = rng.integers(30, 64, size=2)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, fmt)
-
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """ImageNet-like synset folders (with one corrupt file) and the four MOS layouts, a few images each."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    wnids = imagenet_synsets()
-    for c in CLASSES:
-        for j in range(3):
-            _image(root / "imagenet/val" / wnids[c] / f"ILSVRC2012_val_{3 * CLASSES.index(c) + j + 1:08d}.JPEG", rng)
-    (root / "imagenet/val" / wnids[0] / "broken.JPEG").write_bytes(b"this is not a JPEG")
-    for rel, n in OOD_COUNTS.items():
-        for j in range(n):
-            _image(root / rel / f"{j}.{'png' if 'Places' in rel else 'jpg'}", rng, "PNG" if "Places" in rel else "JPEG")
-    for j in range(3):
-        _image(root / "dtd/images" / ("banded" if j < 2 else "zigzagged") / f"t{j}.jpg", rng)
-    return root
+    return make_image_folders(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _encoder(name: str, seed: int = 0):
-    torch.manual_seed(seed)
-    return load(name, pretrained=False, progress=False)
 
 
 # ---------------------------------------------------------------- layouts
@@ -114,7 +86,7 @@ def test_missing_and_malformed_sets_name_the_expected_path(data_root, tmp_path):
     with pytest.raises(MissingData, match="not_a_synset"):
         imagenet_val(tmp_path)
     (tmp_path / "imagenet/val/not_a_synset").rmdir()
-    _image(tmp_path / "imagenet/val/ILSVRC2012_val_00000001.JPEG", np.random.default_rng(0))
+    write_image(tmp_path / "imagenet/val/ILSVRC2012_val_00000001.JPEG", np.random.default_rng(0))
     with pytest.raises(MissingData, match="meta.mat"):
         imagenet_val(tmp_path)
     with pytest.raises(ValueError, match="iNaturalist"):
@@ -176,7 +148,7 @@ def _direct(enc, data_root):
 
 @pytest.mark.parametrize("name", ["tiny-clip", "tiny-siglip"])
 def test_pipeline_matches_direct_computation(name, data_root):
-    enc = _encoder(name)
+    enc = random_encoder(name)
     res = oodbench.run(enc, data_root=data_root, batch_size=4, progress=False, accuracy_templates=("mcm",))
     ref = _direct(enc, data_root)
     assert res.n_id == ref["n_id"] == 12
@@ -194,7 +166,7 @@ def test_pipeline_matches_direct_computation(name, data_root):
 
 
 def test_rescoring_reads_the_cache_and_an_interrupted_pass_resumes(data_root, tmp_path, monkeypatch):
-    enc = _encoder("tiny-clip")
+    enc = random_encoder("tiny-clip")
     ids = imagenet_val(data_root)
     full = image_features(enc, ids, batch_size=2, shard=4, progress=False)
     calls = []
@@ -227,7 +199,7 @@ def test_rescoring_reads_the_cache_and_an_interrupted_pass_resumes(data_root, tm
 
 
 def test_cache_is_keyed_by_weights():
-    a, b, a2 = _encoder("tiny-clip", 0), _encoder("tiny-clip", 1), _encoder("tiny-clip", 0)
+    a, b, a2 = random_encoder("tiny-clip", 0), random_encoder("tiny-clip", 1), random_encoder("tiny-clip", 0)
     assert fingerprint(a) == fingerprint(a2) != fingerprint(b)
 
 
@@ -240,7 +212,7 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     ctx = engine.Context(seed=0, n_boot=50, progress=False, pretrained=False, require_gpu=False, batch_size=4,
                          stand_ins={"clip-vit-b-16": "tiny-clip", "siglip-vit-b-16": "tiny-siglip"})
     recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("OOD-03", "OOD-04", "OOD-05", "OOD-06", "OOD-07", "OOD-08")}
-    clip, siglip = _encoder("tiny-clip"), _encoder("tiny-siglip")  # the stand-ins, seeded as the context seeds them
+    clip, siglip = random_encoder("tiny-clip"), random_encoder("tiny-siglip")  # the stand-ins, seeded as the context seeds them
     ref_clip, ref_sig = _direct(clip, data_root), _direct(siglip, data_root)
     mean = {k: np.mean([v["auroc"] for v in per.values()]) for k, per in ref_sig["table"].items()}
     assert recs["OOD-03"][0].verdict == INCONCLUSIVE and "only 4 of 1000 classes" in recs["OOD-03"][0].reason
@@ -265,45 +237,6 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     assert ("OOD score distributions, softmax vs sigmoid MCM", "figures/ood_scores.png") in figures
     md = report.markdown(recs["OOD-08"])
     assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 2
-
-
-@pytest.fixture(scope="module")
-def clip_openai_text():
-    """tiny-clip (seed 0) class embeddings for CLIP's 80 templates, one class at a time."""
-    from open_clip import zero_shot_metadata as z
-
-    enc, text = _encoder("tiny-clip"), []
-    with torch.no_grad():
-        for c in imagenet_classnames():
-            t = enc.encode_text(enc.tokenizer([tpl(c) for tpl in z.OPENAI_IMAGENET_TEMPLATES])).double()
-            t = (t / t.norm(dim=1, keepdim=True)).mean(0)
-            text.append((t / t.norm()).numpy())
-    return np.array(text)
-
-
-def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch, clip_openai_text):
-    """PRB-05's accuracy against a direct 80-template ensemble: per prompt normalise, mean, normalise."""
-    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("MCDO_DEVICE", "cpu")
-    # one stand-in for all four (same seed, same weights): the class texts are encoded once, from the cache after
-    stand_ins = dict.fromkeys(("clip-vit-l-14-336", "siglip-so400m-14-384", "siglip2-so400m-14-378",
-                               "siglip2-so400m-16-384"), "tiny-clip")
-    ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=4, stand_ins=stand_ins)
-    recs = {r.model: r for r in engine.evaluate("PRB-05", "gpu", ctx)}
-    assert set(recs) == set(stand_ins)
-    enc, ids, text = _encoder("tiny-clip"), imagenet_val(data_root), clip_openai_text
-    with torch.no_grad():
-        hits = []
-        for p, y in zip(ids.paths, ids.labels):
-            if p.name == "broken.JPEG":
-                continue
-            with Image.open(p) as im:
-                f = enc.encode_image(enc.preprocess(im.convert("RGB"))[None])[0].double().numpy()
-            hits.append(int(np.argmax(text @ f)) == y)
-    for r in recs.values():
-        assert r.measured == pytest.approx(np.mean(hits)) and r.config["stand_in"] == "tiny-clip"
-        assert r.verdict == INCONCLUSIVE and "12 images of 4 classes" in r.reason
-        assert "unreadable files skipped: 1" in r.reason
 
 
 def test_gpu_evaluators_skip_naming_every_missing_piece(data_root, tmp_path, monkeypatch):
@@ -344,85 +277,3 @@ def test_ood_command(data_root, tmp_path, capsys):
     with pytest.raises(SystemExit, match="no logit_bias"):
         cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--score", "sigmoid", "--data-root",
                   str(data_root), "--quiet"])
-
-
-# ---------------------------------------------------------------- MC-dropout reliability (MCD-03..07)
-
-
-def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_text):
-    from PIL import ImageFilter
-    from scipy.special import softmax
-    from scipy.stats import spearmanr
-
-    from mcdo import scores
-    from mcdo.sampling import mc_sample
-    from mcdo.verify.mcd_gpu_claims import GPU
-
-    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("MCDO_DEVICE", "cpu")
-    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)  # no recorded image list: a seeded draw from what is there
-    ctx = engine.Context(n_boot=50, progress=False, pretrained=False, require_gpu=False,
-                         stand_ins={"clip-vit-b-32": "tiny-clip", "siglip2-vit-b-16": "tiny-siglip"})
-    recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07")}
-    for key, snr_id, rho_id in (("clip_b32", "MCD-03", "MCD-04"), ("siglip2_b16", "MCD-05", "MCD-06")):
-        m = ctx.memo[f"mcd-gpu/{key}"]
-        x = m["trials"]
-        assert x.shape == (10, 12) and m["config"]["unreadable"] == 1 and np.all(x > 0)
-        assert m["config"]["images"] == "13 images from 4 synsets (up to 5 each, drawn with seed 0)"
-        assert len({tuple(row) for row in x}) == 10  # independent trials
-        snr = x.mean(0).var(ddof=1) / x.var(0, ddof=1).mean()  # SNR as the recorded repository defines it
-        rhos = [spearmanr(x[i], x[j]).statistic for i in range(10) for j in range(i + 1, 10)]
-        assert recs[snr_id][0].measured == pytest.approx(snr)
-        assert recs[rho_id][0].measured == pytest.approx(np.median(rhos))
-        assert recs[snr_id][0].model == key and recs[snr_id][0].config["T"] == 64
-    gate = {r.model: r for r in recs["MCD-07"]}
-    assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
-
-    # MCD-08..13, 18 from the same pass, against direct computations on the CLIP stand-in
-    more = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-08", "MCD-09", "MCD-10", "MCD-11", "MCD-12", "MCD-13",
-                                                         "MCD-18")}
-    assert all(r.verdict != SKIPPED for rs in more.values() for r in rs)
-    enc, x = _encoder("tiny-clip"), ctx.memo["mcd-gpu/clip_b32"]["trials"]
-    ids = imagenet_val(data_root)
-    good = [(p, y) for p, y in zip(ids.paths, ids.labels) if p.name != "broken.JPEG"]
-    with torch.no_grad():
-        feats, blurred = [], []
-        for p, _ in good:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                feats.append(enc.encode_image(enc.preprocess(im)[None])[0].double().numpy())
-                blurred.append(enc.preprocess(im.filter(ImageFilter.GaussianBlur(5))))
-    f = np.array(feats)
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
-    probs = softmax(enc.logit_scale * f @ clip_openai_text.T, axis=1)
-    entropy = -(probs * np.log(probs)).sum(1)
-    assert more["MCD-08"][0].measured == pytest.approx(spearmanr(x[0], entropy).statistic, abs=1e-9)
-    kw = {k: GPU[k] for k in ("T", "p", "mode", "batch_size", "max_rows", "dtype")}
-    light = scores.trace_pre(mc_sample(enc.vision_tower, torch.stack(blurred), seed=0, progress=False, **kw))
-    assert more["MCD-11"][0].measured == pytest.approx(np.mean(light > x[0]))
-    errors = np.array([int(np.argmax(row) != y) for row, (_, y) in zip(probs, good)])
-    if 2 <= errors.sum() <= errors.size - 2:
-        assert more["MCD-18"][0].measured == pytest.approx(roc_auc_score(errors, x[0]))
-    else:
-        assert more["MCD-18"][0].verdict == INCONCLUSIVE and f"{errors.sum()} errors of 12" in more["MCD-18"][0].reason
-    (erank,) = more["MCD-13"]
-    assert np.isfinite(erank.measured) and erank.ci[0] <= erank.measured <= erank.ci[1]
-
-
-def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
-    from mcdo.verify.mcd_gpu_claims import select_images
-
-    ids = imagenet_val(data_root)
-    pick = [ids.paths[i] for i in (5, 0, 9)]
-    rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
-    rec.mkdir(parents=True)
-    paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
-    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
-    monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
-    got, labels, source = select_images(engine.Context(), ids)
-    assert got == pick and source == "the recorded run's 500 images"
-    np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])
-    paths[1] = "/elsewhere/imagenet_val/n01440764/ILSVRC2012_val_09999999.JPEG"
-    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
-    with pytest.raises(MissingData, match="1 of the recorded run's 3"):
-        select_images(engine.Context(), ids)

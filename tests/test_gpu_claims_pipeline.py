@@ -1,0 +1,152 @@
+"""The gpu-tier zero-shot (PRB-05) and MC-dropout (MCD-03..13, 18) claims end to end on image folders made
+here (``mcdo.testing``), with random-weight stand-ins: the plumbing, and every number against a direct
+computation written out below (one image at a time, scipy / sklearn, naive formulas). The seeds' own
+numbers need real weights and data (gpu tier).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from mcdo.data.folders import imagenet_val
+from mcdo.errors import MissingData
+from mcdo.testing import make_image_folders, random_encoder
+from mcdo.verify import engine
+from mcdo.verify.records import INCONCLUSIVE, SKIPPED
+from mcdo.zeroshot import imagenet_classnames
+
+pytestmark = pytest.mark.arch
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_image_folders(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def clip_openai_text():
+    """tiny-clip (seed 0) class embeddings for CLIP's 80 templates, one class at a time."""
+    from open_clip import zero_shot_metadata as z
+
+    enc, text = random_encoder("tiny-clip"), []
+    with torch.no_grad():
+        for c in imagenet_classnames():
+            t = enc.encode_text(enc.tokenizer([tpl(c) for tpl in z.OPENAI_IMAGENET_TEMPLATES])).double()
+            t = (t / t.norm(dim=1, keepdim=True)).mean(0)
+            text.append((t / t.norm()).numpy())
+    return np.array(text)
+
+
+def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch, clip_openai_text):
+    """PRB-05's accuracy against a direct 80-template ensemble: per prompt normalise, mean, normalise."""
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    # one stand-in for all four (same seed, same weights): the class texts are encoded once, from the cache after
+    stand_ins = dict.fromkeys(("clip-vit-l-14-336", "siglip-so400m-14-384", "siglip2-so400m-14-378",
+                               "siglip2-so400m-16-384"), "tiny-clip")
+    ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=4, stand_ins=stand_ins)
+    recs = {r.model: r for r in engine.evaluate("PRB-05", "gpu", ctx)}
+    assert set(recs) == set(stand_ins)
+    enc, ids, text = random_encoder("tiny-clip"), imagenet_val(data_root), clip_openai_text
+    with torch.no_grad():
+        hits = []
+        for p, y in zip(ids.paths, ids.labels):
+            if p.name == "broken.JPEG":
+                continue
+            with Image.open(p) as im:
+                f = enc.encode_image(enc.preprocess(im.convert("RGB"))[None])[0].double().numpy()
+            hits.append(int(np.argmax(text @ f)) == y)
+    for r in recs.values():
+        assert r.measured == pytest.approx(np.mean(hits)) and r.config["stand_in"] == "tiny-clip"
+        assert r.verdict == INCONCLUSIVE and "12 images of 4 classes" in r.reason
+        assert "unreadable files skipped: 1" in r.reason
+
+
+# ---------------------------------------------------------------- MC-dropout reliability (MCD-03..07)
+
+
+def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_text):
+    from PIL import ImageFilter
+    from scipy.special import softmax
+    from scipy.stats import spearmanr
+
+    from mcdo import scores
+    from mcdo.sampling import mc_sample
+    from mcdo.verify.mcd_gpu_claims import GPU
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)  # no recorded image list: a seeded draw from what is there
+    ctx = engine.Context(n_boot=50, progress=False, pretrained=False, require_gpu=False,
+                         stand_ins={"clip-vit-b-32": "tiny-clip", "siglip2-vit-b-16": "tiny-siglip"})
+    recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07")}
+    for key, snr_id, rho_id in (("clip_b32", "MCD-03", "MCD-04"), ("siglip2_b16", "MCD-05", "MCD-06")):
+        m = ctx.memo[f"mcd-gpu/{key}"]
+        x = m["trials"]
+        assert x.shape == (10, 12) and m["config"]["unreadable"] == 1 and np.all(x > 0)
+        assert m["config"]["images"] == "13 images from 4 synsets (up to 5 each, drawn with seed 0)"
+        assert len({tuple(row) for row in x}) == 10  # independent trials
+        snr = x.mean(0).var(ddof=1) / x.var(0, ddof=1).mean()  # SNR as the recorded repository defines it
+        rhos = [spearmanr(x[i], x[j]).statistic for i in range(10) for j in range(i + 1, 10)]
+        assert recs[snr_id][0].measured == pytest.approx(snr)
+        assert recs[rho_id][0].measured == pytest.approx(np.median(rhos))
+        assert recs[snr_id][0].model == key and recs[snr_id][0].config["T"] == 64
+    gate = {r.model: r for r in recs["MCD-07"]}
+    assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
+
+    # MCD-08..13, 18 from the same pass, against direct computations on the CLIP stand-in
+    more = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-08", "MCD-09", "MCD-10", "MCD-11", "MCD-12", "MCD-13",
+                                                         "MCD-18")}
+    assert all(r.verdict != SKIPPED for rs in more.values() for r in rs)
+    enc, x = random_encoder("tiny-clip"), ctx.memo["mcd-gpu/clip_b32"]["trials"]
+    ids = imagenet_val(data_root)
+    good = [(p, y) for p, y in zip(ids.paths, ids.labels) if p.name != "broken.JPEG"]
+    with torch.no_grad():
+        feats, blurred = [], []
+        for p, _ in good:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                feats.append(enc.encode_image(enc.preprocess(im)[None])[0].double().numpy())
+                blurred.append(enc.preprocess(im.filter(ImageFilter.GaussianBlur(5))))
+    f = np.array(feats)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    probs = softmax(enc.logit_scale * f @ clip_openai_text.T, axis=1)
+    entropy = -(probs * np.log(probs)).sum(1)
+    assert more["MCD-08"][0].measured == pytest.approx(spearmanr(x[0], entropy).statistic, abs=1e-9)
+    kw = {k: GPU[k] for k in ("T", "p", "mode", "batch_size", "max_rows", "dtype")}
+    light = scores.trace_pre(mc_sample(enc.vision_tower, torch.stack(blurred), seed=0, progress=False, **kw))
+    assert more["MCD-11"][0].measured == pytest.approx(np.mean(light > x[0]))
+    errors = np.array([int(np.argmax(row) != y) for row, (_, y) in zip(probs, good)])
+    if 2 <= errors.sum() <= errors.size - 2:
+        assert more["MCD-18"][0].measured == pytest.approx(roc_auc_score(errors, x[0]))
+    else:
+        assert more["MCD-18"][0].verdict == INCONCLUSIVE and f"{errors.sum()} errors of 12" in more["MCD-18"][0].reason
+    (erank,) = more["MCD-13"]
+    assert np.isfinite(erank.measured) and erank.ci[0] <= erank.measured <= erank.ci[1]
+
+
+def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
+    from mcdo.verify.mcd_gpu_claims import select_images
+
+    ids = imagenet_val(data_root)
+    pick = [ids.paths[i] for i in (5, 0, 9)]
+    rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
+    rec.mkdir(parents=True)
+    paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
+    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
+    got, labels, source = select_images(engine.Context(), ids)
+    assert got == pick and source == "the recorded run's 500 images"
+    np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])
+    paths[1] = "/elsewhere/imagenet_val/n01440764/ILSVRC2012_val_09999999.JPEG"
+    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
+    with pytest.raises(MissingData, match="1 of the recorded run's 3"):
+        select_images(engine.Context(), ids)
