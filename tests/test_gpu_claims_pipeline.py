@@ -13,22 +13,12 @@ from sklearn.metrics import roc_auc_score
 
 from mcdo.data.folders import imagenet_val
 from mcdo.errors import MissingData
-from mcdo.testing import make_image_folders, random_encoder
+from mcdo.testing import random_encoder
 from mcdo.verify import engine
 from mcdo.verify.records import INCONCLUSIVE, SKIPPED
 from mcdo.zeroshot import imagenet_classnames
 
-pytestmark = pytest.mark.arch
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_image_folders(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = [pytest.mark.arch, pytest.mark.usefixtures("isolated_cache")]  # data_root: tests/conftest.py
 
 
 @pytest.fixture(scope="module")

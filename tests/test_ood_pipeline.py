@@ -18,22 +18,12 @@ from mcdo import cli, oodbench
 from mcdo.data.folders import MOS_SETS, imagenet_synsets, imagenet_val, ood_set
 from mcdo.errors import MissingData
 from mcdo.features import image_features
-from mcdo.testing import make_image_folders, random_encoder, write_image
+from mcdo.testing import random_encoder, write_image
 from mcdo.verify import engine
 from mcdo.verify.records import INCONCLUSIVE, SKIPPED
 from mcdo.zeroshot import fingerprint, imagenet_classnames
 
-pytestmark = pytest.mark.arch
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_image_folders(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = [pytest.mark.arch, pytest.mark.usefixtures("isolated_cache")]  # data_root: tests/conftest.py
 
 
 # ---------------------------------------------------------------- layouts

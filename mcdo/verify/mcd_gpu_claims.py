@@ -22,7 +22,7 @@ from scipy.special import softmax
 from .. import env, scores
 from .. import stats as S
 from ..data import recorded as R
-from ..data.folders import ImageFiles, ImageList, imagenet_val
+from ..data.folders import ImageFiles, ImageList
 from ..errors import MissingData, MissingResource
 from ..models.encoder import load
 from ..sampling import mc_sample
@@ -87,12 +87,11 @@ def measure(ctx: Context, key: str) -> dict:
     are cached on disk, so an interrupted run resumes)."""
     def make():
         model = MODELS[key]
-        require(ctx, [model], ood_sets=())
+        val, _ = require(ctx, [model], ood_sets=())
         device = env.device()
         if not ctx.pretrained:
             torch.manual_seed(ctx.seed)
         enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device, progress=ctx.progress)
-        val = imagenet_val()
         paths, labels, source = select_images(ctx, val)
         subset = ImageList(val.name, val.root, tuple(paths), labels, val.layout)
         transform = image_transform(enc)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import env, oodbench
 from .. import stats as S
-from ..data.folders import MOS_SETS, imagenet_val, ood_set
+from ..data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
 from ..errors import MissingResource
 from ..models.encoder import describe_weights, load, weights_present
 from .engine import Context, evaluates
@@ -23,9 +23,10 @@ CLIP, SIGLIP = "clip-vit-b-16", "siglip-vit-b-16"
 MCM_PAPER_CLIP_B16 = 0.9077  # the MCM paper's mean AUROC for CLIP ViT-B/16 on the same four sets
 
 
-def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS) -> None:
+def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS
+            ) -> tuple[ImageList, dict[str, ImageList]]:
     """Raise ``MissingResource`` naming every missing GPU, weight and data set (ImageNet-1k val and
-    ``ood_sets``) at once."""
+    ``ood_sets``) at once; else return the data sets found (as ``oodbench.find_data``)."""
     import torch
 
     missing, how = [], []
@@ -43,20 +44,22 @@ def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SET
         missing.append("ImageNet-1k val" + (" and the MOS sets" if ood_sets else "") + " (MCDO_DATA_ROOT is unset)")
         how.append(e.how)
     else:
-        for find in (imagenet_val, *(partial(ood_set, n) for n in ood_sets)):
+        found = {}
+        for name, find in (("ImageNet-1k val", imagenet_val), *((n, partial(ood_set, n)) for n in ood_sets)):
             try:
-                find(root=root)
+                found[name] = ctx.cached(f"data/{root}/{name}", partial(find, root=root))  # listed once per run
             except MissingResource as e:
                 missing.append(e.what)
                 how.append(e.how)
     if missing:
         raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
+    return found.pop("ImageNet-1k val"), found
 
 
 def bench(ctx: Context, model: str) -> oodbench.OODResult:
     """One benchmark pass per model and run, shared by OOD-03..08."""
     def make():
-        require(ctx, [model])
+        data = require(ctx, [model])
         device = env.device()
         if not ctx.pretrained:  # a random-weight stand-in is reproducible from the run's seed
             import torch
@@ -64,7 +67,8 @@ def bench(ctx: Context, model: str) -> oodbench.OODResult:
             torch.manual_seed(ctx.seed)
         enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device, progress=ctx.progress)
         return oodbench.run(enc, batch_size=ctx.batch_size, device=device, workers=min(8, os.cpu_count() or 1),
-                            precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress)
+                            precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress,
+                            data=data)
 
     return ctx.cached(f"ood-gpu/{model}", make)
 

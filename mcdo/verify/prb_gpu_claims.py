@@ -9,7 +9,6 @@ import os
 
 from .. import env
 from .. import stats as S
-from ..data.folders import imagenet_val
 from ..features import image_features
 from ..models.encoder import load
 from ..oodbench import imagenet_accuracy
@@ -25,7 +24,7 @@ PRB05 = {"clip-vit-l-14-336": (0.755, 0.0005), "siglip-so400m-14-384": (0.831, 0
 @evaluates("PRB-05", "gpu")
 def prb05(ctx: Context) -> list[Record]:
     """Zero-shot top-1 with CLIP's 80-template ensemble, Clopper-Pearson CI, against the seed's table."""
-    require(ctx, list(PRB05), ood_sets=())
+    val, _ = require(ctx, list(PRB05), ood_sets=())
     out = []
     for model, (expected, half) in PRB05.items():
         def make(model=model):
@@ -36,7 +35,7 @@ def prb05(ctx: Context) -> list[Record]:
                 torch.manual_seed(ctx.seed)
             enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device,
                        progress=ctx.progress)
-            feats = image_features(enc, imagenet_val(), batch_size=ctx.batch_size, device=device,
+            feats = image_features(enc, val, batch_size=ctx.batch_size, device=device,
                                    workers=min(8, os.cpu_count() or 1),
                                    precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress)
             return feats, imagenet_accuracy(enc, feats, ("openai",), device, ctx.progress)["openai"]
