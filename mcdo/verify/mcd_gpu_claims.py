@@ -24,11 +24,10 @@ from .. import stats as S
 from ..data import recorded as R
 from ..data.folders import ImageFiles, ImageList
 from ..errors import MissingData, MissingResource
-from ..models.encoder import load
 from ..sampling import mc_sample
 from ..zeroshot import classifier, fingerprint, image_transform, imagenet_classnames
 from .engine import Context, evaluates
-from .ood_gpu_claims import require
+from .ood_gpu_claims import load_model, require, stand_in_config
 from .proxy_claims import _blur_record, _rho_record, erank_record, error_auroc_record
 from .proxy_measure import ProxyMeasure
 from .recorded_claims import _spearman_median, figure_record, gate_record
@@ -88,10 +87,8 @@ def measure(ctx: Context, key: str) -> dict:
     def make():
         model = MODELS[key]
         val, _ = require(ctx, [model], ood_sets=())
-        device = env.device()
-        if not ctx.pretrained:
-            torch.manual_seed(ctx.seed)
-        enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device, progress=ctx.progress)
+        enc, kw_features = load_model(ctx, model)
+        device = kw_features["device"]
         paths, labels, source = select_images(ctx, val)
         subset = ImageList(val.name, val.root, tuple(paths), labels, val.layout)
         transform = image_transform(enc)
@@ -111,11 +108,10 @@ def measure(ctx: Context, key: str) -> dict:
         labels = np.array([y for (p, y) in zip(paths, labels) if str(p) not in unreadable])
         pred = probs.argmax(1)
         centroid = feats.mean(0) / np.linalg.norm(feats.mean(0))
-        stand_in = ctx.stand_ins.get(model)
         config = dict(model=model, **{k: v for k, v in g.items() if k not in ("n_synsets", "per_synset")},
                       images=source, n_images=int(x.shape[0]), unreadable=len(failed), score="trace_pre",
                       zero_shot_accuracy=float((pred == labels).mean()), templates="openai",
-                      **({"stand_in": stand_in, "pretrained": ctx.pretrained} if stand_in else {}))
+                      **stand_in_config(ctx, model))
         m = ProxyMeasure(enc.spec.loss, ctx.seed, float((pred == labels).mean()), {g["T"]: trials}, trials[0],
                          -np.sum(probs * np.log(np.clip(probs, 1e-300, None)), axis=1), (pred != labels).astype(int),
                          1.0 - feats @ centroid, scores.effective_rank(runs[0]), blurred, config)

@@ -56,19 +56,31 @@ def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SET
     return found.pop("ImageNet-1k val"), found
 
 
+def load_model(ctx: Context, model: str):
+    """The model of a gpu claim (or its stand-in; random weights drawn from the run's seed) on the run's
+    device, and the keyword arguments of ``features.image_features`` for that device."""
+    device = env.device()
+    if not ctx.pretrained:
+        import torch
+
+        torch.manual_seed(ctx.seed)
+    enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device, progress=ctx.progress)
+    return enc, dict(batch_size=ctx.batch_size, device=device, workers=min(8, os.cpu_count() or 1),
+                     precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress)
+
+
+def stand_in_config(ctx: Context, model: str) -> dict:
+    """What a record's config says when a stand-in ran in place of ``model`` (nothing otherwise)."""
+    stand_in = ctx.stand_ins.get(model)
+    return {"stand_in": stand_in, "pretrained": ctx.pretrained} if stand_in else {}
+
+
 def bench(ctx: Context, model: str) -> oodbench.OODResult:
     """One benchmark pass per model and run, shared by OOD-03..08."""
     def make():
         data = require(ctx, [model])
-        device = env.device()
-        if not ctx.pretrained:  # a random-weight stand-in is reproducible from the run's seed
-            import torch
-
-            torch.manual_seed(ctx.seed)
-        enc = load(ctx.stand_ins.get(model, model), pretrained=ctx.pretrained, device=device, progress=ctx.progress)
-        return oodbench.run(enc, batch_size=ctx.batch_size, device=device, workers=min(8, os.cpu_count() or 1),
-                            precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress,
-                            data=data)
+        enc, kw = load_model(ctx, model)
+        return oodbench.run(enc, data=data, **kw)
 
     return ctx.cached(f"ood-gpu/{model}", make)
 
@@ -101,9 +113,7 @@ def _mean_auroc_ci(ctx: Context, model: str, score: str) -> tuple[float, tuple[f
 
 
 def _config(ctx: Context, model: str, res: oodbench.OODResult, **extra) -> dict:
-    stand_in = ctx.stand_ins.get(model)
-    return dict(model=model, **({"stand_in": stand_in, "pretrained": ctx.pretrained} if stand_in else {}), **extra,
-                **res.config)
+    return dict(model=model, **stand_in_config(ctx, model), **extra, **res.config)
 
 
 def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: float) -> Record:
