@@ -1,5 +1,6 @@
 """``mcdo`` command line: ``mcdo claims`` evaluates the claim registry and writes reports/;
-``mcdo ood`` runs the MCM OOD benchmark (ImageNet-1k in, the MOS sets out) for one model."""
+``mcdo ood`` runs the MCM OOD benchmark (ImageNet-1k in, the MOS sets out) for one model;
+``mcdo doctor`` says what a machine still lacks for the gpu tier."""
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,11 @@ def _ood(args: argparse.Namespace) -> int:
     from .verify.records import _jsonable
 
     sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
+    if args.use_sigmoid:  # the seed's flag: sigmoid MCM
+        if args.score not in ("all", "sigmoid"):
+            print(f"mcdo ood: --use_sigmoid asks for sigmoid MCM, but --score {args.score} was given", file=sys.stderr)
+            return 2
+        args.score = "sigmoid"
     scores = SCORES if args.score == "all" else (args.score,)
     device = args.device or env.device()
     precision = args.precision or ("amp" if device.startswith("cuda") else "fp32")
@@ -87,7 +93,8 @@ def _ood(args: argparse.Namespace) -> int:
         enc = load(spec.name, pretrained=not args.random_weights, backend=args.backend, device=device,
                    progress=not args.quiet)
         res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=args.workers,
-                           precision=precision, temperature=temperature, progress=not args.quiet, data=data)
+                           precision=precision, temperature=temperature, progress=not args.quiet, data=data,
+                           convention=args.convention)
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo ood: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -96,13 +103,21 @@ def _ood(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = enc.spec.name + ("-random" if args.random_weights else "")
-    rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, score=sc, ood_set=name, **metrics,
+    rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, backend=enc.backend, score=sc, ood_set=name,
+                 convention=res.convention, **metrics,
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
                  temperature=res.temperature, commit=env.git_commit(), config=res.config)
             for sc, per in res.table().items() for name, metrics in per.items()]
     (out / f"{stem}.jsonl").write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
     (out / f"{stem}.md").write_text(f"# mcdo ood: {stem}\n\n{text}\n")
     print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    print(report())
     return 0
 
 
@@ -130,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="repeatable; default: all four")
     o.add_argument("--bs", type=int, default=256, help="batch size for image encoding (default 256)")
     o.add_argument("--score", choices=("all", "softmax", "sigmoid", "energy", "max_logit"), default="all")
+    o.add_argument("--use_sigmoid", "--use-sigmoid", action="store_true",
+                   help="the seed's flag: sigmoid MCM (same as --score sigmoid)")
+    o.add_argument("--convention", choices=("seed", "mcm", "openood"), default="seed",
+                   help="seed: open_clip's preprocessing, 'a photo of a {}.', ID positive, FPR at >= 95%% TPR "
+                        "(default); mcm: the MCM paper's code ('a photo of a {}', bilinear resize, FPR at the TPR "
+                        "closest to 95%%); openood: OOD positive (FPR95 = ID flagged at 95%% of OOD caught, AUPR-Out)")
     o.add_argument("--temperature", default="1", help="softmax MCM temperature: a number (MCM: 1) or 'model' "
                                                        "(1 / the model's logit scale)")
     o.add_argument("--data-root", help="default: MCDO_DATA_ROOT")
@@ -142,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=_ood)
+    d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
+                                      "tokenizers, data sets), per model and per claim; loads nothing")
+    d.set_defaults(func=_doctor)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -209,3 +209,16 @@ def audit(ctl: MCDropout, example: torch.Tensor, probe_p: float = 0.5) -> dict:
     kinds = Counter(s.kind for s in ctl.sites)
     return {"mode": ctl.mode, "wrapped": len(wrapped), "firing": len(firing), "changes_output": len(changes),
             "silent": [n for n in wrapped if n not in firing], "kinds": dict(kinds), "sites": wrapped}
+
+
+def firing_sites(tower: nn.Module, p: float, mode: str, example: torch.Tensor) -> dict:
+    """Sites wrapped and sites that fire in one forward of ``example`` (a cheap part of ``audit``), for records:
+    the same model has other sites on other backends (open_clip's SigLIP2 tower against transformers')."""
+    ctl = inject_uniform_linear_dropout(tower, p, mode)
+    try:
+        ctl.fired.clear()
+        with torch.no_grad(), mc_mode(ctl):
+            tower(example)
+        return {"wrapped": len(ctl.names), "firing": sum(1 for n in ctl.names if ctl.fired[n] > 0)}
+    finally:
+        ctl.remove()

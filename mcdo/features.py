@@ -47,18 +47,20 @@ def _autocast(device: str, precision: str):
 
 
 def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, device: str = "cpu", workers: int = 0,
-                   precision: str = "fp32", shard: int = 8192, cache: bool = True, progress: bool = True
-                   ) -> Features:
-    """Encode every image of ``images`` once (or load it from the cache) and return unit-norm features."""
+                   precision: str = "fp32", shard: int = 8192, cache: bool = True, progress: bool = True,
+                   resize: str = "model") -> Features:
+    """Encode every image of ``images`` once (or load it from the cache) and return unit-norm features.
+    ``resize``: the model's own preprocessing, or "bilinear" (the MCM paper's; see ``image_transform``)."""
     from tqdm.auto import tqdm
 
-    folder = env.cache_dir() / "features" / fingerprint(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{precision}"
+    tag = f"{precision}" + ("" if resize == "model" else f"-{resize}")
+    folder = env.cache_dir() / "features" / fingerprint(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{tag}"
     n = len(images)
     starts = list(range(0, n, shard))
     todo = [s for s in starts if not (cache and (folder / f"{s:08d}.npz").is_file())]
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
-        transform = image_transform(enc)
+        transform = image_transform(enc, resize)
         bar = tqdm(total=sum(min(shard, n - s) for s in todo), desc=f"features {images.name}", unit="img",
                    disable=not progress)
         for s in todo:

@@ -41,24 +41,37 @@ def _save(fig, path: Path, caption: str) -> tuple[str, str]:
 
 
 def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
+    """SNR, ICC and Spearman against T for every recorded model with readable trial files, and the 1/T law's
+    SNR predicted from the second-largest T; a model whose files cannot be read is named in the title."""
     from .data import recorded as R
+    from .verify.mcd.recorded import predicted_snr
 
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for model, colour in zip(R.MODELS, ("tab:blue", "tab:orange")):
-        ts = np.array(R.NESTED_T)
-        trials = [R.nested_trials(model, T).pre for T in ts]
+    drawn, left_out, shape = [], [], ""
+    for model, colour in zip(R.models(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+        ts = R.available_T(model)
+        try:
+            trials = [R.nested_trials(model, T).pre for T in ts]
+        except MissingResource:
+            left_out.append(model)
+            continue
+        drawn.append(model)
+        shape = f"{trials[-1].shape[0]} trials x {trials[-1].shape[1]} images"
         for ax, vals in zip(axes, _reliability_curves(trials)):
             ax.plot(ts, vals, "o-", color=colour, label=f"{model} (recorded)" if ax is axes[0] else None)
-        # 1/T prediction from T=16
-        from .verify.recorded_claims import predicted_snr
-
-        grid = np.geomspace(4, 512, 40)
-        pred = [predicted_snr(trials[1], 16, int(t)) if t >= 2 else np.nan for t in grid]
-        axes[0].plot(grid, pred, "--", color=colour, alpha=0.6, label=f"{model}: 1/T law from T=16")
+        if len(ts) >= 2:
+            grid = np.geomspace(min(ts), 8 * max(ts), 40)
+            pred = [predicted_snr(trials[-2], ts[-2], t) for t in grid]
+            axes[0].plot(grid, pred, "--", color=colour, alpha=0.6, label=f"{model}: 1/T law from T={ts[-2]}")
+    if not drawn:
+        plt.close(fig)
+        return None
     _gate_axes(axes)
-    fig.suptitle("Reliability of trace_pre against T (recorded, 10 trials x 500 ImageNet images); dotted = gate")
-    return _save(fig, out / "reliability_vs_T_recorded.png", "Reliability against T, recorded CLIP B/32 and SigLIP2 B/16")
+    fig.suptitle(f"Reliability of trace_pre against T (recorded, {shape}); dotted = gate"
+                 + (f"; unreadable, left out: {', '.join(left_out)}" if left_out else ""), fontsize=9)
+    return _save(fig, out / "reliability_vs_T_recorded.png", "Reliability against T, recorded models: "
+                 + ", ".join(drawn))
 
 
 def _plt():

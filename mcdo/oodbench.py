@@ -20,6 +20,27 @@ from .report import ood_table_markdown
 from .zeroshot import classifier, imagenet_classnames
 
 METRICS = ("auroc", "fpr95", "aupr")
+# How a figure is produced: the zero-shot prompt of the OOD heads, the image resizing, which class is positive,
+# and the FPR95 rule. "seed": the OOD seed's pipeline as the harness runs it (open_clip's own preprocessing, "a
+# photo of a {}.", in distribution positive as in MCM, FPR at the largest threshold keeping >= 95% of ID images).
+# "mcm": the MCM paper's code ("a photo of a {}", bilinear Resize(224) and centre crop, FPR at the threshold whose
+# TPR is closest to 0.95). "openood": the seed's pipeline scored as OpenOOD does (OOD positive: FPR95 is the share
+# of ID images flagged at the threshold that catches 95% of OOD images, AUPR is AUPR-Out). AUROC is the same
+# number under either positive class.
+CONVENTIONS = {
+    "seed": dict(templates="mcm", resize="model", positive="in", fpr95="at least 95% of positives"),
+    "mcm": dict(templates="photo", resize="bilinear", positive="in", fpr95="TPR closest to 95%"),
+    "openood": dict(templates="mcm", resize="model", positive="out", fpr95="at least 95% of positives"),
+}
+
+
+def convention_note(name: str) -> str:
+    """One line saying how a table's figures were produced."""
+    c = CONVENTIONS[name]
+    prompt = {"mcm": '"a photo of a {}."', "photo": '"a photo of a {}"'}[c["templates"]]
+    resize = "the model's own preprocessing" if c["resize"] == "model" else "bilinear Resize + centre crop"
+    return (f"convention {name!r}: prompt {prompt}, {resize}, {'in-distribution' if c['positive'] == 'in' else 'OOD'} "
+            f"images positive, FPR95 at {c['fpr95']}")
 
 
 @dataclass
@@ -46,11 +67,15 @@ class OODResult:
     def sets(self) -> list[str]:
         return list(next(iter(self.ood_scores.values())))
 
+    @property
+    def convention(self) -> str:
+        return self.config.get("convention", "seed")
+
     def table(self) -> dict[str, dict[str, dict[str, float]]]:
-        """score -> set -> {auroc, fpr95, aupr}, with a "mean" row over the OOD sets."""
+        """score -> set -> {auroc, fpr95, aupr}, with a "mean" row over the OOD sets, in the result's convention."""
         out = {}
         for sc, per_set in self.ood_scores.items():
-            rows = {name: _detect(self.id_scores[sc], s) for name, s in per_set.items()}
+            rows = {name: _detect(self.id_scores[sc], s, self.convention) for name, s in per_set.items()}
             rows["mean"] = {m: float(np.mean([r[m] for r in rows.values()])) for m in METRICS}
             out[sc] = rows
         return out
@@ -76,10 +101,14 @@ class OODResult:
         return gap(sa, sb, sid), S.bootstrap_ci(gap, sa, sb, sid, n_boot=n_boot, seed=seed, strata=sid)
 
 
-def _detect(s_id: np.ndarray, s_ood: np.ndarray) -> dict[str, float]:
+def _detect(s_id: np.ndarray, s_ood: np.ndarray, convention: str = "seed") -> dict[str, float]:
+    """AUROC, FPR95 and AUPR of one OOD set against the ID images, in a convention of ``CONVENTIONS``."""
+    c = CONVENTIONS[convention]
     x = np.r_[s_id, s_ood]
-    y = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]
-    return S.detection_summary(x, y)
+    is_id = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]
+    score, y = (x, is_id) if c["positive"] == "in" else (-x, 1 - is_id)
+    fpr = S.fpr_at_tpr_closest if c["fpr95"] == "TPR closest to 95%" else S.fpr_at_tpr
+    return {"auroc": S.auroc(x, is_id), "fpr95": fpr(score, y), "aupr": S.aupr(score, y)}
 
 
 def _mean_auroc(s: np.ndarray, sid: np.ndarray) -> float:
@@ -98,9 +127,9 @@ def imagenet_accuracy(enc: Encoder, id_feats: Features, template_sets: tuple[str
 
 def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.SCORES,
                    temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
-                   accuracy_templates: tuple[str, ...] = ("openai", "mcm")) -> OODResult:
+                   accuracy_templates: tuple[str, ...] = ("openai", "mcm"), convention: str = "seed") -> OODResult:
     """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here)."""
-    mcm = classifier(enc, imagenet_classnames(), "mcm", device, progress)
+    mcm = classifier(enc, imagenet_classnames(), CONVENTIONS[convention]["templates"], device, progress)
     temp = 1.0 / mcm.scale if temperature == "model" else float(temperature)
     acc = imagenet_accuracy(enc, id_feats, accuracy_templates, device, progress)
     failed = {id_feats.name: id_feats.failed, **{n: f.failed for n, f in ood_feats.items()}}
@@ -108,7 +137,9 @@ def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Featur
                        {name: mcm.cosines(f.features) for name, f in ood_feats.items()}, mcm.scale, mcm.bias,
                        scores, temp)
     res.accuracy, res.failed, res.n_classes_present = acc, failed, int(np.unique(id_feats.labels).size)
-    res.config.update(ood_templates="mcm", unreadable={k: len(v) for k, v in failed.items()})
+    res.config.update(ood_templates=CONVENTIONS[convention]["templates"], convention=convention,
+                      convention_note=convention_note(convention), unreadable={k: len(v) for k, v in failed.items()},
+                      unreadable_files={k: v[:20] for k, v in failed.items() if v})
     return res
 
 
@@ -132,14 +163,19 @@ def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.SCORES, d
         batch_size: int = 256, device: str = "cpu", workers: int = 0, precision: str = "fp32",
         temperature: float | str = 1.0, progress: bool = True,
         accuracy_templates: tuple[str, ...] = ("openai", "mcm"),
-        data: tuple[ImageList, dict[str, ImageList]] | None = None) -> OODResult:
-    """The whole benchmark for one encoder: find the data (or take ``find_data``'s), encode (cached), score."""
+        data: tuple[ImageList, dict[str, ImageList]] | None = None, convention: str = "seed") -> OODResult:
+    """The whole benchmark for one encoder: find the data (or take ``find_data``'s), encode (cached), score, in
+    one of ``CONVENTIONS`` (prompt, resizing, positive class and FPR95 rule)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
     id_list, ood_lists = data or find_data(ood_sets, data_root)  # every set is checked before any encoding
-    kw = dict(batch_size=batch_size, device=device, workers=workers, precision=precision, progress=progress)
+    kw = dict(batch_size=batch_size, device=device, workers=workers, precision=precision, progress=progress,
+              resize=CONVENTIONS[convention]["resize"])
     id_feats = image_features(enc, id_list, **kw)
     ood_feats = {name: image_features(enc, lst, **kw) for name, lst in ood_lists.items()}
-    res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates)
-    res.config.update(batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout,
+    res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates,
+                         convention)
+    res.config.update(batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout, backend=enc.backend,
                       n_files={n: f.n_files for n, f in [(id_feats.name, id_feats), *ood_feats.items()]})
     return res
 
@@ -160,7 +196,7 @@ def format_table(res: OODResult) -> str:
     lines = [f"{res.model}: ID top-1 " + ", ".join(f"{100 * a:.2f}% ({t})" for t, a in res.accuracy.items())
              + f" on {res.n_id} images ({res.n_classes_present} classes); scale {res.scale:.3f}, bias "
              + (f"{res.bias:.3f}" if res.bias is not None else "none") + f", softmax temperature {res.temperature:g}",
-             "", "AUROC and FPR95 in %, in distribution = positive.", "", ood_table_markdown(res.table())]
+             "", f"AUROC and FPR95 in %; {convention_note(res.convention)}.", "", ood_table_markdown(res.table())]
     notes = []
     if res.config.get("skipped_scores"):
         notes.append(f"not computed: {', '.join(res.config['skipped_scores'])} (the model has no logit_bias)")

@@ -52,3 +52,92 @@ def random_encoder(name: str, seed: int = 0):
 
     torch.manual_seed(seed)
     return load(name, pretrained=False, progress=False)
+
+
+def flatten_imagenet(src: Path | str, dst: Path | str) -> Path:
+    """The ImageNet folders of ``make_image_folders(src)`` in the flat + devkit layout under ``dst``: the same
+    ``ILSVRC2012_val_%08d.JPEG`` files in one folder, labelled by a devkit (``meta.mat`` with the ILSVRC ids in
+    a shuffled order, an inner node, and the ground-truth file)."""
+    from scipy.io import savemat
+
+    from .data.folders import imagenet_synsets, imagenet_val
+
+    src, dst = Path(src), Path(dst)
+    wnids = imagenet_synsets()
+    order = np.random.default_rng(1).permutation(1000)  # ILSVRC2012_ID k+1 <-> wnids[order[k]]
+    ilsvrc_of = {wnids[order[k]]: k + 1 for k in range(1000)}
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]
+    rows = [(k + 1, wnids[order[k]], "w", "g", 0, np.zeros(0), 0, 1300) for k in range(1000)]
+    rows.append((1001, "n00001740", "entity", "g", 3, np.array([1, 2, 3]), 18, 0))  # an inner node: not a class
+    devkit = dst / "imagenet/ILSVRC2012_devkit_t12/data"
+    devkit.mkdir(parents=True, exist_ok=True)
+    savemat(devkit / "meta.mat", {"synsets": np.array(rows, dtype=[(f, "O") for f in fields])})
+    ref = imagenet_val(src)
+    flat = dst / "imagenet/val"
+    flat.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for p, y in zip(ref.paths, ref.labels):
+        if p.name.startswith("ILSVRC2012_val_"):
+            (flat / p.name).write_bytes(p.read_bytes())
+            truth[int(p.stem.rsplit("_", 1)[-1])] = ilsvrc_of[wnids[y]]
+    lines = [str(truth.get(n, 1)) for n in range(1, max(truth) + 1)]
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def make_recorded_run(root: Path | str, models: dict[str, float], Ts: tuple[int, ...] = (8, 32), trials: int = 6,
+                      n_images: int = 200, seed: int = 0) -> Path:
+    """A recorded folder laid out as the published run (``exp0_nested_mc/<model>/exp0_trials_T<T>.npz``) with
+    synthetic traces whose reliability is known: image i has signal s_i ~ N(1, 0.1^2) and each trial adds noise of
+    variance ``noise / T`` (the 1/T law), so SNR(T) = 0.01 T / noise. ``models``: model folder -> noise."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    paths = np.array([f"/data/imagenet/val/n{1440764 + i // 2:08d}/ILSVRC2012_val_{i + 1:08d}.JPEG"
+                      for i in range(n_images)])
+    for model, noise in models.items():
+        folder = root / "exp0_nested_mc" / model
+        folder.mkdir(parents=True, exist_ok=True)
+        signal = rng.normal(1.0, 0.1, n_images)
+        for T in Ts:
+            pre = signal + rng.normal(0.0, np.sqrt(noise / T), (trials, n_images))
+            np.savez(folder / f"exp0_trials_T{T}.npz", trial_pre=pre.astype(np.float32),
+                     trial_post=(0.5 * pre).astype(np.float32), paths=paths)
+    return root
+
+
+def train_siglip_tokenizer(folder: Path | str, vocab_size: int = 512):
+    """A SigLIP tokenizer (a sentencepiece unigram model, as SigLIP's) trained here on ImageNet class names in
+    CLIP's prompts, saved to ``folder``: the transformers tokenizer path runs with no download."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    from .zeroshot import imagenet_classnames, templates
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = imagenet_classnames()
+    sentences = [t.format(c) for c in names for t in templates("openai")[:6]]
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(folder / "spiece"),
+                                   vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+                                   minloglevel=2)
+    tok = SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def save_tiny_siglip_hf(folder: Path | str, seed: int = 0) -> Path:
+    """``tiny-siglip`` for the transformers backend with random weights and a tokenizer trained here, written as
+    a local checkpoint (``save_pretrained``): loading it exercises ``from_pretrained`` with no download."""
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    from .models.registry import TINY_SIGLIP_HF
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    SiglipModel(SiglipConfig(vision_config=TINY_SIGLIP_HF["vision"], text_config=TINY_SIGLIP_HF["text"])
+                ).save_pretrained(folder)
+    train_siglip_tokenizer(folder, TINY_SIGLIP_HF["text"]["vocab_size"])
+    return folder

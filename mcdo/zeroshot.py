@@ -16,15 +16,16 @@ import torch
 from . import env
 from .models.encoder import Encoder
 
-# "mcm": the single prompt of the MCM paper; "openai": CLIP's 80-template ImageNet ensemble.
-TEMPLATE_SETS = ("mcm", "openai", "simple")
+# "mcm": the OOD seed's single prompt (with a period); "photo": the MCM paper's code and the MC-dropout seed's
+# investigation ("a photo of a {}", no period); "openai": CLIP's 80-template ImageNet ensemble.
+TEMPLATE_SETS = ("mcm", "photo", "openai", "simple")
 
 
 def templates(name: str) -> tuple[str, ...]:
     """Prompt templates by name, as format strings with one ``{}`` for the class name."""
     from open_clip import zero_shot_metadata as z
 
-    sets = {"mcm": ("a photo of a {}.",),
+    sets = {"mcm": ("a photo of a {}.",), "photo": ("a photo of a {}",),
             "openai": tuple(t("{}") for t in z.OPENAI_IMAGENET_TEMPLATES),
             "simple": tuple(t("{}") for t in z.SIMPLE_IMAGENET_TEMPLATES)}
     if name not in sets:
@@ -54,8 +55,19 @@ def fingerprint(enc: Encoder) -> str:
     return f"{enc.spec.name}-{h.hexdigest()[:12]}"
 
 
-def image_transform(enc: Encoder):
-    """The PIL -> tensor transform the model was trained with (open_clip's own; SigLIP's for transformers)."""
+def image_transform(enc: Encoder, resize: str = "model"):
+    """The PIL -> tensor transform the model was trained with (open_clip's own; SigLIP's for transformers), or
+    with ``resize="bilinear"`` the MCM paper's: bilinear Resize of the short side and a centre crop to the model's
+    input size, then the model's own normalisation."""
+    if resize == "bilinear":
+        from torchvision import transforms as T
+
+        mean, std = _normalisation(enc)
+        s = enc.spec.image_size
+        return T.Compose([T.Resize(s, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(s),
+                          T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), T.Normalize(mean, std)])
+    if resize != "model":
+        raise ValueError(f"unknown resize {resize!r}; choose 'model' or 'bilinear'")
     if enc.backend == "open_clip":
         return enc.preprocess
     if enc.backend == "hf":
@@ -91,6 +103,14 @@ def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "m
         np.save(tmp, emb)
         tmp.replace(path)
     return emb
+
+
+def _normalisation(enc: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std the model's own preprocessing normalises with."""
+    for t in getattr(enc.preprocess, "transforms", ()):
+        if type(t).__name__ == "Normalize":
+            return tuple(t.mean), tuple(t.std)
+    return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # SigLIP through transformers
 
 
 @dataclass

@@ -70,7 +70,7 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
 
     from mcdo import scores
     from mcdo.sampling import mc_sample
-    from mcdo.verify.mcd_gpu_claims import GPU
+    from mcdo.verify.mcd.gpu import GPU
 
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
@@ -92,39 +92,84 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
     gate = {r.model: r for r in recs["MCD-07"]}
     assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
 
-    # MCD-08..13, 18 from the same pass, against direct computations on the CLIP stand-in
+    # MCD-11..13 from the same pass, MCD-08 and MCD-18 in the recorded investigation's configuration, against
+    # direct computations on the CLIP stand-in
     more = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-08", "MCD-09", "MCD-10", "MCD-11", "MCD-12", "MCD-13",
                                                          "MCD-18")}
     assert all(r.verdict != SKIPPED for rs in more.values() for r in rs)
+    for r in recs["MCD-03"]:
+        assert r.config["backend"] == "open_clip" and r.config["dropout_sites"]["firing"] > 0
     enc, x = random_encoder("tiny-clip"), ctx.memo["mcd-gpu/clip_b32"]["trials"]
     ids = imagenet_val(data_root)
     good = [(p, y) for p, y in zip(ids.paths, ids.labels) if p.name != "broken.JPEG"]
-    with torch.no_grad():
+    photo = _single_prompt_text(enc)
+
+    def direct(paths):
+        """Unit features and PIL-blurred inputs, one image at a time."""
         feats, blurred = [], []
-        for p, _ in good:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                feats.append(enc.encode_image(enc.preprocess(im)[None])[0].double().numpy())
-                blurred.append(enc.preprocess(im.filter(ImageFilter.GaussianBlur(5))))
-    f = np.array(feats)
-    f /= np.linalg.norm(f, axis=1, keepdims=True)
-    probs = softmax(enc.logit_scale * f @ clip_openai_text.T, axis=1)
-    entropy = -(probs * np.log(probs)).sum(1)
-    assert more["MCD-08"][0].measured == pytest.approx(spearmanr(x[0], entropy).statistic, abs=1e-9)
+        with torch.no_grad():
+            for p in paths:
+                with Image.open(p) as im:
+                    im = im.convert("RGB")
+                    feats.append(enc.encode_image(enc.preprocess(im)[None])[0].double().numpy())
+                    blurred.append(enc.preprocess(im.filter(ImageFilter.GaussianBlur(5))))
+        f = np.array(feats)
+        return f / np.linalg.norm(f, axis=1, keepdims=True), torch.stack(blurred)
+
     kw = {k: GPU[k] for k in ("T", "p", "mode", "batch_size", "max_rows", "dtype")}
-    light = scores.trace_pre(mc_sample(enc.vision_tower, torch.stack(blurred), seed=0, progress=False, **kw))
+    f, blurred = direct([p for p, _ in good])
+    light = scores.trace_pre(mc_sample(enc.vision_tower, blurred, seed=0, progress=False, **kw))
     assert more["MCD-11"][0].measured == pytest.approx(np.mean(light > x[0]))
+    # MCD-18: the 500 reliability images (here all 12), one prompt, the first trial's trace
+    probs = softmax(enc.logit_scale * f @ photo.T, axis=1)
     errors = np.array([int(np.argmax(row) != y) for row, (_, y) in zip(probs, good)])
+    r18 = more["MCD-18"][0]
+    assert r18.config["prompt"] == "a photo of a {}" and r18.config["trials"] == 1
     if 2 <= errors.sum() <= errors.size - 2:
-        assert more["MCD-18"][0].measured == pytest.approx(roc_auc_score(errors, x[0]))
+        assert r18.measured == pytest.approx(roc_auc_score(errors, x[0]))
     else:
-        assert more["MCD-18"][0].verdict == INCONCLUSIVE and f"{errors.sum()} errors of 12" in more["MCD-18"][0].reason
+        assert r18.verdict == INCONCLUSIVE and f"{errors.sum()} errors of 12" in r18.reason
+    # MCD-08: 2 images per synset drawn with the run's seed, one MC trial of T = 64, one prompt
+    r08 = more["MCD-08"][0]
+    drawn = ctx.memo["mcd-gpu-seed/MCD-08"]
+    assert r08.config["images"] == "8 images from 4 synsets (up to 2 each, drawn with seed 0)"
+    rng = np.random.default_rng(0)
+    pick = []
+    for c in np.unique(ids.labels):
+        members = np.flatnonzero(ids.labels == c)
+        pick += sorted(rng.choice(members, size=2, replace=False).tolist())
+    paths = [ids.paths[i] for i in pick if ids.paths[i].name != "broken.JPEG"]  # the corrupt file is dropped
+    assert r08.config["configuration"].startswith("the recorded investigation")
+    assert r08.config["n_images"] == len(paths) and r08.config["unreadable"] == 8 - len(paths)
+    f8, _ = direct(paths)
+    x8 = torch.stack([enc.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    u8 = scores.trace_pre(mc_sample(enc.vision_tower, x8, seed=0, progress=False, **kw))
+    p8 = softmax(enc.logit_scale * f8 @ photo.T, axis=1)
+    assert r08.measured == pytest.approx(spearmanr(u8, -(p8 * np.log(p8)).sum(1)).statistic, abs=1e-9)
+    np.testing.assert_allclose(drawn.uncertainty, u8)
+    # ... and the harness's own configuration beside it: the reliability images, CLIP's 80 templates
+    probs80 = softmax(enc.logit_scale * f @ clip_openai_text.T, axis=1)
+    h = r08.details["harness_configuration"]
+    assert h["rho"] == pytest.approx(spearmanr(x[0], -(probs80 * np.log(probs80)).sum(1)).statistic, abs=1e-9)
+    # MCD-09 / MCD-10 (SigLIP2 stand-in): 1 image per synset, centroid distance of unit features
+    r10 = more["MCD-10"][0]
+    assert r10.config["n_images"] + r10.config["unreadable"] == 4 and "up to 1 each" in r10.config["images"]
     (erank,) = more["MCD-13"]
     assert np.isfinite(erank.measured) and erank.ci[0] <= erank.measured <= erank.ci[1]
 
 
+def _single_prompt_text(enc) -> np.ndarray:
+    """Class embeddings for the single prompt "a photo of a {}" (no period), one class at a time."""
+    text = []
+    with torch.no_grad():
+        for c in imagenet_classnames():
+            t = enc.encode_text(enc.tokenizer([f"a photo of a {c}"]))[0].double().numpy()
+            text.append(t / np.linalg.norm(t))
+    return np.array(text)
+
+
 def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
-    from mcdo.verify.mcd_gpu_claims import select_images
+    from mcdo.verify.mcd.gpu import select_images
 
     ids = imagenet_val(data_root)
     pick = [ids.paths[i] for i in (5, 0, 9)]
@@ -134,9 +179,28 @@ def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path
     np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
     monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
     got, labels, source = select_images(engine.Context(), ids)
-    assert got == pick and source == "the recorded run's 500 images"
+    assert got == pick and source == "the recorded run's 3 images"
     np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])
     paths[1] = "/elsewhere/imagenet_val/n01440764/ILSVRC2012_val_09999999.JPEG"
     np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
     with pytest.raises(MissingData, match="1 of the recorded run's 3"):
         select_images(engine.Context(), ids)
+
+
+def test_mcd_gpu_finds_the_recorded_images_in_the_flat_layout(data_root, tmp_path, monkeypatch):
+    """The README's flat ILSVRC2012_val_* + devkit layout: recorded paths name synset folders that it lacks."""
+    from mcdo.testing import flatten_imagenet
+    from mcdo.verify.mcd.gpu import select_images
+
+    ids = imagenet_val(data_root)
+    pick = [ids.paths[i] for i in (5, 0, 9)]
+    rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
+    rec.mkdir(parents=True)
+    paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
+    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
+    flat = imagenet_val(flatten_imagenet(data_root, tmp_path / "flat"))
+    assert flat.layout == "flat + devkit"
+    got, labels, _ = select_images(engine.Context(), flat)
+    assert [p.name for p in got] == [p.name for p in pick] and all(p.parent == flat.root for p in got)
+    np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])

@@ -40,31 +40,14 @@ def test_synset_layout_labels(data_root):
 
 def test_flat_layout_with_devkit_matches_synset_folders(data_root, tmp_path):
     """A flat val folder labelled through meta.mat (ILSVRC ids in a shuffled order) and the ground truth."""
-    from scipy.io import savemat
+    from mcdo.testing import flatten_imagenet
 
-    wnids = imagenet_synsets()
-    order = np.random.default_rng(1).permutation(1000)  # ILSVRC2012_ID k+1 <-> wnids[order[k]]
-    ilsvrc_of = {wnids[order[k]]: k + 1 for k in range(1000)}
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
-              "num_train_images"]
-    rows = [(k + 1, wnids[order[k]], "w", "g", 0, np.zeros(0), 0, 1300) for k in range(1000)]
-    rows.append((1001, "n00001740", "entity", "g", 3, np.array([1, 2, 3]), 18, 0))  # an inner node: not a class
-    synsets = np.array(rows, dtype=[(f, "O") for f in fields])
-    devkit = tmp_path / "imagenet/ILSVRC2012_devkit_t12/data"
-    devkit.mkdir(parents=True)
-    savemat(devkit / "meta.mat", {"synsets": synsets})
     ref = imagenet_val(data_root)
-    flat = tmp_path / "imagenet/val"
-    flat.mkdir(parents=True)
-    truth = np.zeros(len(ref), dtype=int)
-    for i, (p, y) in enumerate(zip(ref.paths, ref.labels)):
-        (flat / f"ILSVRC2012_val_{i + 1:08d}.JPEG").write_bytes(p.read_bytes())
-        truth[i] = ilsvrc_of[wnids[y]]
-    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(map(str, truth)) + "\n")
-    got = imagenet_val(tmp_path)
-    assert got.layout == "flat + devkit"
-    assert [p.read_bytes() for p in got.paths] == [p.read_bytes() for p in ref.paths]
-    np.testing.assert_array_equal(got.labels, ref.labels)
+    keep = [i for i, p in enumerate(ref.paths) if p.name.startswith("ILSVRC2012_val_")]
+    got = imagenet_val(flatten_imagenet(data_root, tmp_path))
+    assert got.layout == "flat + devkit" and len(got) == len(keep) == 12
+    assert [p.read_bytes() for p in got.paths] == [ref.paths[i].read_bytes() for i in keep]
+    np.testing.assert_array_equal(got.labels, ref.labels[keep])
 
 
 def test_missing_and_malformed_sets_name_the_expected_path(data_root, tmp_path):
@@ -86,14 +69,36 @@ def test_missing_and_malformed_sets_name_the_expected_path(data_root, tmp_path):
 # ---------------------------------------------------------------- against a direct computation
 
 
-def _direct(enc, data_root):
+def _bilinear(enc, im):
+    """The MCM paper's preprocessing written out: short side to the input size (bilinear), centre crop."""
+    from torchvision.transforms import functional as TF
+
+    s = enc.spec.image_size
+    im = TF.center_crop(TF.resize(im, s, interpolation=TF.InterpolationMode.BILINEAR), s)
+    norm = next(t for t in enc.preprocess.transforms if type(t).__name__ == "Normalize")
+    return TF.normalize(TF.to_tensor(im), norm.mean, norm.std)
+
+
+def _mcm_fpr95(x, y):
+    """FPR at the threshold whose TPR is closest to 0.95, from sklearn's full ROC curve cut where TPR reaches 1."""
+    fpr, tpr, _ = roc_curve(y, x, drop_intermediate=False)
+    stop = int(np.argmax(tpr == 1.0)) + 1
+    fpr, tpr = fpr[:stop], tpr[:stop]
+    d = np.abs(tpr - 0.95)
+    return fpr[np.flatnonzero(d == d.min())[-1]]
+
+
+def _direct(enc, data_root, convention="seed"):
     """Features one image at a time, text one class at a time, scores and metrics by hand / sklearn."""
+    prompt = "a photo of a {}" + ("" if convention == "mcm" else ".")
+
     def feats(paths):
         out, bad = [], []
         for p in paths:
             try:
                 with Image.open(p) as im:
-                    x = enc.preprocess(im.convert("RGB"))[None]
+                    im = im.convert("RGB")
+                    x = (_bilinear(enc, im) if convention == "mcm" else enc.preprocess(im))[None]
             except Exception:
                 bad.append(p)
                 continue
@@ -108,7 +113,7 @@ def _direct(enc, data_root):
     with torch.no_grad():
         text = []
         for c in imagenet_classnames():
-            t = enc.encode_text(enc.tokenizer([f"a photo of a {c}."]))[0].double().numpy()
+            t = enc.encode_text(enc.tokenizer([prompt.format(c)]))[0].double().numpy()
             text.append(t / np.linalg.norm(t))
     text = np.array(text)
     s, b = enc.logit_scale, enc.logit_bias
@@ -130,20 +135,30 @@ def _direct(enc, data_root):
         sc_ood = scores(f_ood @ text.T)
         for k in sc_id:
             x, y = np.r_[sc_id[k], sc_ood[k]], np.r_[np.ones(len(sc_id[k])), np.zeros(len(sc_ood[k]))]
+            if convention == "openood":  # OpenOOD: OOD is the positive class, scored by -confidence
+                fpr, tpr, _ = roc_curve(1 - y, -x)
+                table[k][name] = dict(auroc=roc_auc_score(y, x), fpr95=fpr[np.argmax(tpr >= 0.95)],
+                                      aupr=average_precision_score(1 - y, -x))
+                continue
             fpr, tpr, _ = roc_curve(y, x)
-            table[k][name] = dict(auroc=roc_auc_score(y, x), fpr95=fpr[np.argmax(tpr >= 0.95)],
-                                  aupr=average_precision_score(y, x))
+            table[k][name] = dict(auroc=roc_auc_score(y, x), aupr=average_precision_score(y, x),
+                                  fpr95=_mcm_fpr95(x, y) if convention == "mcm" else fpr[np.argmax(tpr >= 0.95)])
     return dict(acc=np.mean(cos_id.argmax(1) == labels), table=table, bad=bad, n_id=len(labels))
 
 
-@pytest.mark.parametrize("name", ["tiny-clip", "tiny-siglip"])
-def test_pipeline_matches_direct_computation(name, data_root):
+@pytest.mark.parametrize("name,convention", [("tiny-clip", "seed"), ("tiny-siglip", "seed"), ("tiny-clip", "mcm"),
+                                             ("tiny-siglip", "openood")])
+def test_pipeline_matches_direct_computation(name, convention, data_root):
+    """Each convention (prompt, resizing, positive class, FPR95 rule) against its own direct computation."""
     enc = random_encoder(name)
-    res = oodbench.run(enc, data_root=data_root, batch_size=4, progress=False, accuracy_templates=("mcm",))
-    ref = _direct(enc, data_root)
+    res = oodbench.run(enc, data_root=data_root, batch_size=4, progress=False, accuracy_templates=("mcm",),
+                       convention=convention)
+    assert res.config["convention"] == convention and convention in oodbench.format_table(res)
+    ref = _direct(enc, data_root, convention)
     assert res.n_id == ref["n_id"] == 12
     assert res.failed["ImageNet-1k val"] == [str(p) for p in ref["bad"]] and len(ref["bad"]) == 1
-    assert res.accuracy["mcm"] == pytest.approx(ref["acc"])
+    if convention != "mcm":  # accuracy is reported with the seed's single prompt
+        assert res.accuracy["mcm"] == pytest.approx(ref["acc"])
     table = res.table()
     assert set(table) == set(ref["table"]) == ({"softmax", "energy", "max_logit"} | ({"sigmoid"} if "siglip" in name
                                                                                       else set()))
@@ -200,8 +215,19 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
     ctx = engine.Context(seed=0, n_boot=50, progress=False, pretrained=False, require_gpu=False, batch_size=4,
-                         stand_ins={"clip-vit-b-16": "tiny-clip", "siglip-vit-b-16": "tiny-siglip"})
+                         stand_ins={"clip-vit-b-16": "tiny-clip", "siglip-vit-b-16": "tiny-siglip",
+                                    "siglip2-vit-b-16": "tiny-siglip"})
     recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("OOD-03", "OOD-04", "OOD-05", "OOD-06", "OOD-07", "OOD-08")}
+    # both SigLIPs of the seed (its table's SigLIP, its command line's SigLIP2), one record each
+    for c in ("OOD-05", "OOD-06", "OOD-07"):
+        assert [r.model for r in recs[c]] == ["siglip-vit-b-16", "siglip2-vit-b-16"]
+        assert "SigLIP ViT-B-16" in recs[c][0].reason and "siglip2" in recs[c][1].reason
+    assert recs["OOD-05"][1].measured == pytest.approx(recs["OOD-05"][0].measured)  # the same stand-in
+    # OOD-04 carries the MCM paper's own setting (its prompt, bilinear resize, FPR95 rule), checked directly
+    paper = recs["OOD-04"][0].details["mcm_paper_setting"]
+    ref_paper = _direct(random_encoder("tiny-clip"), data_root, "mcm")
+    assert paper["measured"] == pytest.approx(np.mean([v["auroc"] for v in ref_paper["table"]["softmax"].values()]))
+    assert "MCM paper's setting" in recs["OOD-04"][0].reason and "bilinear" in paper["convention"]
     clip, siglip = random_encoder("tiny-clip"), random_encoder("tiny-siglip")  # the stand-ins, seeded as the context seeds them
     ref_clip, ref_sig = _direct(clip, data_root), _direct(siglip, data_root)
     mean = {k: np.mean([v["auroc"] for v in per.values()]) for k, per in ref_sig["table"].items()}
@@ -226,13 +252,18 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     figures = make_figures([], ctx, tmp_path)
     assert ("OOD score distributions, softmax vs sigmoid MCM", "figures/ood_scores.png") in figures
     md = report.markdown(recs["OOD-08"])
-    assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 2
+    assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 3
 
 
 def test_gpu_evaluators_skip_naming_every_missing_piece(data_root, tmp_path, monkeypatch):
     monkeypatch.delenv("MCDO_DATA_ROOT", raising=False)
-    (r,) = engine.evaluate("OOD-07", "gpu", engine.Context(progress=False))
-    assert r.verdict == SKIPPED and "ViT-B-16-SigLIP:webli" in r.reason and "MCDO_DATA_ROOT is unset" in r.reason
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    sig, sig2 = engine.evaluate("OOD-07", "gpu", engine.Context(progress=False))
+    for r, repo in ((sig, "timm/ViT-B-16-SigLIP"), (sig2, "timm/ViT-B-16-SigLIP2")):
+        # the Hugging Face repo and files load() looks for, and where it looks
+        assert r.verdict == SKIPPED and f"in {repo};" in r.reason and "open_clip_model.safetensors" in r.reason
+        assert "tokenizer" in r.reason and f"HF_HOME={tmp_path / 'hf'}" in r.reason
+        assert "MCDO_DATA_ROOT is unset" in r.reason
     # data present except SUN: the reason names SUN's expected folder and nothing else that is present
     partial = tmp_path / "partial"
     for rel in ("imagenet/val", "iNaturalist/images", "Places/images", "dtd/images"):

@@ -212,3 +212,43 @@ def test_stratified_bootstrap_keeps_group_sizes_and_matches_scipy_two_sample(rng
     assert lo == pytest.approx(ref.low, abs=0.05) and hi == pytest.approx(ref.high, abs=0.05)
     se = np.sqrt(x0.var(ddof=1) / 300 + x1.var(ddof=1) / 40)  # normal approximation
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+
+
+def _fpr_closest_naive(s, y, tpr=0.95):
+    """The MCM paper's FPR95 by brute force: every distinct score as a threshold (score >= t counts positive), from
+    the highest down to the first that keeps every positive, the one whose TPR is closest to ``tpr``; on a tie the
+    lower threshold."""
+    best = None
+    for t in sorted(set(s.tolist()), reverse=True):
+        rate = np.mean(s[y == 1] >= t)
+        fpr = np.mean(s[y == 0] >= t)
+        if best is None or abs(rate - tpr) <= best[0]:
+            best = (abs(rate - tpr), fpr)
+        if rate == 1.0:
+            break
+    return best[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 60), st.integers(2, 60), st.integers(0, 2**31 - 1), st.booleans())
+def test_fpr_at_tpr_closest_matches_brute_force(n_pos, n_neg, seed, ties):
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=n_pos + n_neg) + np.r_[np.ones(n_pos), np.zeros(n_neg)]
+    if ties:
+        s = np.round(s, 1)
+    y = np.r_[np.ones(n_pos), np.zeros(n_neg)].astype(int)
+    assert S.fpr_at_tpr_closest(s, y) == pytest.approx(_fpr_closest_naive(s, y))
+
+
+def test_fpr_at_tpr_closest_differs_from_at_least_rule():
+    """The two FPR95 rules on few positives, where TPR moves in steps: they agree or the closest rule keeps fewer."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(7), np.zeros(200)].astype(int)
+    s = rng.normal(size=207) + 2 * y
+    # 7 positives: TPR 6/7 = 0.857 (distance 0.093) against 7/7 = 1.0 (distance 0.05): both rules take 7/7
+    assert S.fpr_at_tpr_closest(s, y) == S.fpr_at_tpr(s, y)
+    y = np.r_[np.ones(11), np.zeros(200)].astype(int)
+    s = rng.normal(size=211) + 2 * y
+    # 11 positives: 10/11 = 0.909 (distance 0.041) beats 11/11 (0.05): the closest rule keeps fewer positives
+    assert S.fpr_at_tpr_closest(s, y) <= S.fpr_at_tpr(s, y)
+    assert S.fpr_at_tpr_closest(s, y) == pytest.approx(_fpr_closest_naive(s, y))

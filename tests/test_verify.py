@@ -113,16 +113,14 @@ def test_recorded_reader_on_a_synthetic_folder(tmp_path, monkeypatch, rng):
     t = R.nested_trials("clip_b32", 4)
     assert t.pre.shape == (3, 6) and t.pre.dtype == np.float64
     assert t.synsets[:3] == ["n01440760", "n01440761", "n01440762"]
-    with pytest.raises(ValueError, match="recorded T"):
-        R.nested_trials("clip_b32", 8)
-    with pytest.raises(MissingResource, match="exp0_trials_T16"):
+    with pytest.raises(MissingResource, match="exp0_trials_T16.npz; this model has T = 4"):
         R.nested_trials("clip_b32", 16)
 
 
 def test_snr_prediction_follows_a_simulated_one_over_T_law(rng):
     """Trial noise variance c/T with fixed image signal: the predictor recovers SNR at 4x the passes."""
     from mcdo import stats as S
-    from mcdo.verify.recorded_claims import passes_needed, predicted_snr
+    from mcdo.verify.mcd.recorded import passes_needed, predicted_snr
 
     n, k, sig, c = 3000, 10, 1.0, 8.0
     truth = rng.normal(scale=sig, size=n)
@@ -131,3 +129,11 @@ def test_snr_prediction_follows_a_simulated_one_over_T_law(rng):
     assert predicted_snr(short, 16, 64) == pytest.approx(S.snr(long), rel=0.08)
     # bias-corrected SNR per pass is sig^2 / c: ICC 0.75 needs SNRc = 3 -> T = 3 c / sig^2 = 24
     assert passes_needed(short, 16)["icc"] == pytest.approx(24, rel=0.1)
+
+
+def test_each_evaluator_lives_in_its_family_and_tier_module():
+    """A newcomer finds any claim's code in one hop: (OOD-07, proxy) is in mcdo/verify/ood/proxy.py."""
+    engine.implemented()
+    misplaced = {pair: fn.__module__ for pair, fn in engine._EVALUATORS.items()
+                 if fn.__module__ != f"mcdo.verify.{pair[0].split('-')[0].lower()}.{pair[1]}"}
+    assert not misplaced

@@ -41,12 +41,15 @@ class Encoder:
     def encode_text(self, tokens: Any) -> torch.Tensor:
         return self._encode_text(tokens)
 
+    tokenizer_error: str = ""  # why the tokenizer could not be built, when it could not
+
     @property
     def tokenizer(self) -> Callable:
         if self._tokenizer is None:
-            raise MissingWeights(f"tokenizer of {self.spec.name}",
-                                 "it is fetched from the Hugging Face hub with the weights; run once with "
-                                 "MCDO_ALLOW_DOWNLOAD=1 on a machine with network")
+            from .files import where_hint
+
+            raise MissingWeights(f"tokenizer of {self.spec.name} ({self.tokenizer_error or 'none was built'})",
+                                 where_hint())
         return self._tokenizer
 
     @property
@@ -67,20 +70,33 @@ def _open_clip(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
     except Exception as e:  # open_clip raises several types for a missing file / offline hub
         if not pretrained:
             raise
-        raise MissingWeights(f"open_clip weights {spec.arch_name}:{spec.pretrained} ({type(e).__name__})",
-                             "run once with MCDO_ALLOW_DOWNLOAD=1 on a machine with network (they land in the "
-                             "Hugging Face cache, HF_HOME) or copy that cache here") from e
+        raise _missing(spec, "open_clip", e) from e
+    tokenizer, error = None, ""
     try:
         tokenizer = open_clip.get_tokenizer(spec.arch_name)
-    except Exception:  # an HF tokenizer that is not cached; reported when used
-        tokenizer = None
+    except Exception as e:  # an HF tokenizer that is not cached, or sentencepiece missing: said when used
+        error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     model.eval()
     bias = getattr(model, "logit_bias", None)
     return Encoder(spec, "open_clip", model, model.visual, preprocess, tokenizer,
                    lambda x: model.encode_image(x, normalize=False),
                    lambda t: model.encode_text(t, normalize=False),
                    lambda: float(model.logit_scale.detach().exp()),
-                   (lambda: float(bias.detach())) if bias is not None else (lambda: None))
+                   (lambda: float(bias.detach())) if bias is not None else (lambda: None), error)
+
+
+def _missing(spec: ModelSpec, backend: str, error: Exception) -> MissingWeights:
+    """The weights of ``spec`` could not be loaded: name the repo and files looked for, and where."""
+    from .files import needed_files, where_hint
+
+    files = [n.describe() for n in needed_files(spec, backend) if n.what == "weights"]
+    return MissingWeights(f"{spec.name} weights through {backend} ({'; '.join(files)}; {type(error).__name__})",
+                          where_hint())
+
+
+def _tensor(out) -> torch.Tensor:
+    """Features from a transformers call: a tensor (4.x) or an output object whose pooler_output holds them (5.x)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 class _HFVision(nn.Module):
@@ -91,7 +107,7 @@ class _HFVision(nn.Module):
         self.inner = model.vision_model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(pixel_values=x).pooler_output
+        return _tensor(self.inner(pixel_values=x))
 
 
 def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
@@ -103,8 +119,7 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
         try:
             model = SiglipModel.from_pretrained(spec.hf_id)
         except Exception as e:
-            raise MissingWeights(f"transformers weights {spec.hf_id} ({type(e).__name__})",
-                                 "run once with MCDO_ALLOW_DOWNLOAD=1 on a machine with network") from e
+            raise _missing(spec, "hf", e) from e
     else:
         if not spec.hf_config:
             raise ValueError(f"{spec.name} has no transformers config in the registry")
@@ -112,20 +127,25 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
         model = SiglipModel(cfg)
     model.eval().to(device)
     tower = _HFVision(model)
-    tokenizer = None
+    tokenizer, error = None, "random weights: no tokenizer files"
     if pretrained:
         from transformers import AutoTokenizer
 
         try:
-            tok = AutoTokenizer.from_pretrained(spec.hf_id)
-            # SigLIP was trained on texts padded to 64 tokens: its text features need the same padding
-            tokenizer = lambda texts: tok(list(texts), padding="max_length", max_length=64, truncation=True,  # noqa: E731
-                                          return_tensors="pt")["input_ids"]
-        except Exception:  # reported when the tokenizer is used
-            tokenizer = None
+            tokenizer = hf_tokenizer(AutoTokenizer.from_pretrained(spec.hf_id))
+        except Exception as e:  # not cached, or sentencepiece missing: said when the tokenizer is used
+            error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     return Encoder(spec, "hf", model, tower, None, tokenizer, tower,
-                   lambda t: model.get_text_features(input_ids=t),
-                   lambda: float(model.logit_scale.detach().exp()), lambda: float(model.logit_bias.detach()))
+                   lambda t: _tensor(model.get_text_features(input_ids=t)),
+                   lambda: float(model.logit_scale.detach().exp()), lambda: float(model.logit_bias.detach()),
+                   error if tokenizer is None else "")
+
+
+def hf_tokenizer(tok) -> Callable:
+    """A transformers SigLIP tokenizer as the encoder's tokenizer: texts -> input ids, padded to 64 tokens (how
+    SigLIP was trained; its text features need the same padding)."""
+    return lambda texts: tok(list(texts), padding="max_length", max_length=64, truncation=True,
+                             return_tensors="pt")["input_ids"]
 
 
 def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
@@ -146,33 +166,29 @@ _LOADERS = {"open_clip": _open_clip, "hf": _hf}
 def weights_present(name: str, backend: str | None = None) -> bool:
     """Whether the pretrained weights of ``name`` can be loaded here without a download (a cache lookup,
     nothing is loaded). Proxies count as present: they are trained on first use."""
+    from .files import needed_files
+
     spec = get_spec(name)
     if spec.family == "proxy":
         return True
     if spec.tiny:
         return False
-    if resolve_backend(spec, backend) == "hf":
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(spec.hf_id, "config.json"), str)
-    import open_clip
-    from open_clip.pretrained import download_pretrained
-
-    cfg = open_clip.get_pretrained_cfg(spec.arch_name, spec.pretrained)
+    needed = [n for n in needed_files(spec, resolve_backend(spec, backend)) if n.what == "weights"]
     if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
-        return bool(cfg)  # it would be fetched on load
-    try:  # the hub is offline (see mcdo/__init__): this returns a cached file or fails at once
-        return bool(cfg) and os.path.isfile(download_pretrained(cfg))
-    except Exception:
-        return False
+        return bool(needed)  # fetched on load
+    return bool(needed) and all(n.present for n in needed)
 
 
-def describe_weights(name: str) -> str:
-    """Where the pretrained weights of ``name`` come from, for messages."""
+def describe_weights(name: str, backend: str | None = None) -> str:
+    """Which weight files ``name`` needs, from which Hugging Face repo, for messages."""
+    from .files import needed_files
+
     spec = get_spec(name)
-    if spec.family != "proxy" and resolve_backend(spec, None) == "hf":
-        return f"{spec.hf_id} (transformers)"
-    return f"{spec.arch_name}:{spec.pretrained} (open_clip)"
+    if spec.family == "proxy":
+        return f"{spec.name} (trained here)"
+    be = resolve_backend(spec, backend)
+    files = [n.describe() for n in needed_files(spec, be) if n.what == "weights"]
+    return f"{spec.name} through {be}: " + ("; ".join(files) or "no pretrained weights (a toy architecture)")
 
 
 def resolve_backend(spec: ModelSpec, backend: str | None) -> str:

@@ -54,6 +54,12 @@ TINY_CONFIGS = {
 for _name, _cfg in TINY_CONFIGS.items():
     open_clip.factory._MODEL_CONFIGS.setdefault(_name, _cfg)
 
+# the same toy for the transformers backend (a tokenizer for it is trained offline: mcdo.testing)
+TINY_SIGLIP_HF = dict(vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=32, patch_size=8),
+                      text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                vocab_size=512, max_position_embeddings=64))
+
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     _clip("clip-vit-b-32", "ViT-B-32-quickgelu", 224, 512, "openai/clip-vit-base-patch32"),
     _clip("clip-vit-b-16", "ViT-B-16-quickgelu", 224, 512, "openai/clip-vit-base-patch16"),
@@ -71,7 +77,8 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     # the matched pair trained here (mcdo.models.proxy); same architecture, only the loss differs
     ModelSpec("proxy-softmax", "proxy", "softmax", "mcdo-proxy", None, 32, 64),
     ModelSpec("proxy-sigmoid", "proxy", "sigmoid", "mcdo-proxy", None, 32, 64),
-    ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-sigmoid", None, 32, 64, tiny=True),
+    ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-sigmoid", None, 32, 64, tiny=True,
+              hf_config=TINY_SIGLIP_HF),
 )}
 
 ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-B-32": "clip-vit-b-32",

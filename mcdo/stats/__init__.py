@@ -5,7 +5,7 @@ detection scores ``[N]`` with labels 1 = positive; probabilities ``[N, C]``.
 """
 from .bootstrap import auroc_ci_hanley_mcneil, binomial_ci, bootstrap_ci, jackknife_ci_trials, spearman_ci_fisher
 from .calibration import brier, ece, entropy, nll
-from .detection import aupr, auroc, detection_summary, fpr_at_tpr
+from .detection import aupr, auroc, detection_summary, fpr_at_tpr, fpr_at_tpr_closest
 from .paired import PairedChange, paired_change
 from .reliability import (
     GATE_ICC,

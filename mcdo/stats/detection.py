@@ -40,6 +40,23 @@ def fpr_at_tpr(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> flo
     return float(np.mean(s[~y] >= threshold))
 
 
+def fpr_at_tpr_closest(scores: np.ndarray, labels: np.ndarray, tpr: float = 0.95) -> float:
+    """False positive rate at the threshold whose true positive rate is closest to ``tpr`` (the MCM paper's code,
+    after Hendrycks et al.): thresholds are the distinct scores, from the highest down to the first that keeps
+    every positive; on a tie in distance the lower threshold (more positives kept) wins."""
+    s, y = _check(scores, labels)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y_sorted)[last]
+    fp = (last + 1) - tp
+    rates = tp / y.sum()
+    stop = int(np.argmax(tp == y.sum())) + 1  # lower thresholds keep no more positives, only more negatives
+    tp, fp, rates = tp[:stop], fp[:stop], rates[:stop]
+    best = np.flatnonzero(np.abs(rates - tpr) == np.abs(rates - tpr).min())[-1]
+    return float(fp[best] / (~y).sum())
+
+
 def aupr(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under precision-recall as average precision (step interpolation, as scikit-learn)."""
     s, y = _check(scores, labels)

@@ -49,6 +49,7 @@ class Context:
     pretrained: bool = True
     require_gpu: bool = True
     batch_size: int = 256
+    dry_run: bool = False  # mcdo doctor: check prerequisites, run nothing (see prerequisites.Ready)
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""
@@ -58,14 +59,19 @@ class Context:
 
 
 def _load_evaluators() -> None:
-    from . import math_claims, ood_claims, recorded_claims  # noqa: F401  (registration side effects)
+    """Import every evaluator module: ``mcdo/verify/<family>/<tier>.py`` (registration side effects)."""
+    import importlib
+    import pkgutil
 
-    for name in ("arch_claims", "proxy_claims", "ood_gpu_claims", "prb_gpu_claims", "mcd_gpu_claims"):  # optional families
+    for family in catalog.SEEDS:
         try:
-            __import__(f"{__package__}.{name}")
+            pkg = importlib.import_module(f"{__package__}.{family.lower()}")
         except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{name}":
+            if e.name != f"{__package__}.{family.lower()}":
                 raise
+            continue  # a family with no evaluators yet: its pairs are 'not implemented'
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 
 def implemented() -> set[tuple[str, str]]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats as S
-from .engine import Context, evaluates
-from .records import NOT_REPRODUCED, Record, value_verdict
+from ... import stats as S
+from ..engine import Context, evaluates
+from ..records import NOT_REPRODUCED, Record, value_verdict
 
 TIER = "math"
 

@@ -1,0 +1,123 @@
+"""``mcdo doctor``: what this machine has and lacks for the gpu tier, so a GPU machine is prepared in one pass.
+
+For the machine: the GPU, the Hugging Face cache and the download setting, the tokenizer library. For each
+registered model: the weight and tokenizer files its backend loads, with their Hugging Face repo, present or
+missing. For each data set: the path it was found at, or the path expected. For each gpu-tier claim: ready, the
+list of what is missing (the very check its evaluator makes before any work: a dry run of it), or not implemented.
+Nothing is loaded or downloaded.
+"""
+from __future__ import annotations
+
+import os
+
+from . import env
+from .data.folders import DEVKIT, IMAGENET_LAYOUTS, MOS_SETS, OOD_LAYOUTS, imagenet_val, ood_set
+from .errors import MissingResource
+from .models.encoder import resolve_backend
+from .models.files import hf_cache, needed_files
+from .models.registry import REGISTRY
+from .verify import catalog, engine
+from .verify.prerequisites import Ready
+
+
+def _machine() -> list[str]:
+    import torch
+
+    gpu = (f"{torch.cuda.device_count()} visible ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
+           else "none visible: the gpu tier skips (CPU tiers still run)")
+    try:
+        import google.protobuf
+        import sentencepiece
+
+        spm = f"installed (sentencepiece {sentencepiece.__version__}, protobuf {google.protobuf.__version__})"
+    except ImportError:
+        spm = "MISSING: pip install sentencepiece protobuf (SigLIP's tokenizer)"
+    home = os.environ.get("HF_HOME")
+    return [f"GPU: {gpu}",
+            f"Hugging Face cache: {hf_cache()} (HF_HOME {'=' + home if home else 'unset'}); downloads "
+            + ("allowed (MCDO_ALLOW_DOWNLOAD=1)" if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1"
+               else "off: set MCDO_ALLOW_DOWNLOAD=1 once on a machine with network to fetch what is missing"),
+            f"SigLIP tokenizer libraries: {spm}",
+            f"MCDO_DEVICE: {os.environ.get('MCDO_DEVICE') or '(unset: cuda when visible, else cpu)'}"]
+
+
+def _models() -> list[str]:
+    out = []
+    for spec in REGISTRY.values():
+        if spec.family == "proxy" or spec.tiny:
+            continue
+        backend = resolve_backend(spec, None)
+        files = needed_files(spec, backend)
+        ok = all(n.present for n in files)
+        out.append(f"{'ok     ' if ok else 'MISSING'} {spec.name} [{backend}]")
+        out += [f"          {'present' if n.present else 'missing'}: {n.describe()}" for n in files]
+    return out
+
+
+def _data() -> list[str]:
+    try:
+        root = env.data_root()
+    except MissingResource as e:
+        return [f"MCDO_DATA_ROOT: unset ({e.how})",
+                f"  expected: <root>/{IMAGENET_LAYOUTS[0]}/<synset>/*.JPEG (or flat with <root>/{DEVKIT[0]}/), "
+                + ", ".join(f"<root>/{OOD_LAYOUTS[s][0]}" for s in MOS_SETS)]
+    out = [f"MCDO_DATA_ROOT: {root}"]
+    for name, find in (("ImageNet-1k val", lambda: imagenet_val(root)),
+                       *((s, lambda s=s: ood_set(s, root)) for s in MOS_SETS)):
+        try:
+            found = find()
+            extra = f", {found.n_classes} classes" if name.startswith("ImageNet") else ""
+            out.append(f"  ok      {name}: {len(found)} files at {found.root} ({found.layout}{extra})")
+        except MissingResource as e:
+            out.append(f"  MISSING {e.what}: {e.how}")
+    return out
+
+
+def _recorded() -> list[str]:
+    from .data import recorded as R
+
+    try:
+        models = R.models()
+    except MissingResource as e:
+        return [f"MCDO_RECORDED_DIR: {e.what}: {e.how} (the recorded tier skips; the gpu MC-dropout claims then "
+                "draw their own images instead of the recorded run's 500)"]
+    return [f"MCDO_RECORDED_DIR: {env.recorded_dir()}: "
+            + "; ".join(f"{m} T = {', '.join(map(str, R.available_T(m)))}" for m in models)]
+
+
+def claim_status(ctx: engine.Context | None = None) -> dict[str, str]:
+    """Each gpu-tier claim: 'ready', 'missing ...' (what its evaluator's own check names), 'not implemented'."""
+    ctx = ctx or engine.Context(progress=False)
+    ctx.dry_run = True
+    implemented = engine.implemented()
+    out = {}
+    for claim_id, tier in catalog.pairs(("gpu",)):
+        if (claim_id, tier) not in implemented:
+            out[claim_id] = "not implemented"
+            continue
+        try:
+            records = engine.evaluate(claim_id, tier, ctx)
+        except Ready:
+            out[claim_id] = "ready"
+            continue
+        reasons = {r.model: r.reason for r in records}
+        if all(v.startswith("ready") for v in reasons.values()):
+            out[claim_id] = "ready"
+        elif len(reasons) == 1:
+            out[claim_id] = next(iter(reasons.values()))
+        else:
+            out[claim_id] = " | ".join(f"{m}: {'ready' if v.startswith('ready') else v}" for m, v in reasons.items())
+    return out
+
+
+def report() -> str:
+    """The whole doctor's report, as text."""
+    lines = ["# mcdo doctor", "", "## Machine", *_machine(), "", "## Models (pretrained files, looked up in the cache)",
+             *_models(), "", "## Data", *_data(), *_recorded(), "", "## gpu-tier claims"]
+    status = claim_status()
+    lines += [f"{k:7s} {v}" for k, v in status.items()]
+    ready = sum(v == "ready" for v in status.values())
+    todo = sum(v == "not implemented" for v in status.values())
+    lines += ["", f"{ready} of {len(status)} gpu-tier claims ready, {len(status) - ready - todo} missing something, "
+              f"{todo} not implemented"]
+    return "\n".join(lines)

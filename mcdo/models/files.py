@@ -1,0 +1,126 @@
+"""The files a registered model needs on disk, and where they are looked for.
+
+One source for the weight and tokenizer checks that run before any heavy work, for the skip reasons (the
+Hugging Face repo and file, the cache folder, ``HF_HOME``), and for ``mcdo doctor``. Nothing is loaded or
+downloaded: these are cache look-ups.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .registry import ModelSpec
+
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's default names
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class Needed:
+    """One file (any of ``files``) of a Hugging Face repo that loading needs: present when one is cached."""
+
+    what: str  # "weights" | "tokenizer"
+    repo: str
+    files: tuple[str, ...]
+    path: str | None  # the cached file found, or None
+    note: str = ""
+
+    @property
+    def present(self) -> bool:
+        return self.path is not None
+
+    def describe(self) -> str:
+        files = " or ".join(self.files)
+        where = f"in {self.repo}" if not os.path.isdir(self.repo) else f"in the folder {self.repo}"
+        return f"{self.what}: {files} {where}" + (f" ({self.note})" if self.note else "")
+
+
+def hf_cache() -> str:
+    """The folder the Hugging Face cache is read from (``HF_HUB_CACHE``, else ``HF_HOME``/hub)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def where_hint() -> str:
+    """Where files are looked for and how to bring them, for messages."""
+    home = os.environ.get("HF_HOME")
+    return (f"looked in the Hugging Face cache {hf_cache()}" + (f" (HF_HOME={home})" if home else " (HF_HOME unset)")
+            + "; fetch them once with MCDO_ALLOW_DOWNLOAD=1 on a machine with network, or copy that cache here "
+            "and point HF_HOME at it")
+
+
+def _cached(repo: str, files: tuple[str, ...]) -> str | None:
+    if os.path.isdir(repo):  # a local folder given as the repo (save_pretrained output)
+        return next((str(Path(repo) / f) for f in files if (Path(repo) / f).is_file()), None)
+    from huggingface_hub import try_to_load_from_cache
+
+    for f in files:
+        try:
+            hit = try_to_load_from_cache(repo, f)
+        except Exception:  # a malformed repo id: nothing cached under it
+            return None
+        if isinstance(hit, str):
+            return hit
+    return None
+
+
+def _open_clip_files(spec: ModelSpec) -> list[Needed]:
+    import open_clip
+
+    out = []
+    cfg = open_clip.get_pretrained_cfg(spec.arch_name, spec.pretrained) or {}
+    if cfg.get("file"):
+        out.append(Needed("weights", os.path.dirname(cfg["file"]), (os.path.basename(cfg["file"]),),
+                          cfg["file"] if os.path.isfile(cfg["file"]) else None))
+    elif cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])  # 'org/model/' (default file names) or 'org/model/file'
+        files = (filename,) if filename else OPEN_CLIP_WEIGHTS
+        out.append(Needed("weights", repo, files, _cached(repo, files)))
+    else:
+        out.append(Needed("weights", f"{spec.arch_name}:{spec.pretrained}", ("(no pretrained entry in open_clip)",),
+                          None, "this open_clip version does not know these weights"))
+    tok = (open_clip.get_model_config(spec.arch_name) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
+    if tok:
+        out.append(_tokenizer(tok))
+    return out
+
+
+def _tokenizer(repo: str) -> Needed:
+    """A transformers tokenizer: its config, and the sentencepiece library when it is a sentencepiece model."""
+    found = _cached(repo, ("tokenizer_config.json",))
+    vocab = _cached(repo, ("tokenizer.json", "spiece.model"))
+    note = ""
+    if vocab and vocab.endswith(".model") and not _has_sentencepiece():
+        note, vocab = "sentencepiece or protobuf is not installed: pip install sentencepiece protobuf", None
+    return Needed("tokenizer", repo, ("tokenizer_config.json + tokenizer.json or spiece.model",),
+                  vocab if found else None, note)
+
+
+def _has_sentencepiece() -> bool:
+    """Whether a sentencepiece tokenizer can be read here (transformers needs sentencepiece and protobuf)."""
+    try:
+        import google.protobuf  # noqa: F401
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hf_files(spec: ModelSpec) -> list[Needed]:
+    if not spec.hf_id:
+        return [Needed("weights", f"(no transformers checkpoint for {spec.name})", ("-",), None,
+                       "the registry has no hf_id for this model")]
+    config = _cached(spec.hf_id, ("config.json",))
+    weights = _cached(spec.hf_id, HF_WEIGHTS)
+    return [Needed("weights", spec.hf_id, ("config.json + " + " or ".join(HF_WEIGHTS),), weights if config else None),
+            _tokenizer(spec.hf_id)]
+
+
+def needed_files(spec: ModelSpec, backend: str) -> list[Needed]:
+    """The weight and tokenizer files the pretrained ``spec`` needs through ``backend``. Proxies and toys need
+    none (proxies are trained here; toys have no weights)."""
+    if spec.family == "proxy" or spec.tiny:
+        return []
+    return _hf_files(spec) if backend == "hf" else _open_clip_files(spec)

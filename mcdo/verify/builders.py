@@ -1,0 +1,127 @@
+"""Record builders shared by the tiers of a claim family: one figure against its value, the reliability gate,
+a Spearman correlation, a blur fraction, an effective-rank difference, an error AUROC. Each returns a ``Record``
+with the figure, its confidence interval and the verdict its rule gives."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sst
+
+from .. import stats as S
+from .engine import Context
+from .proxy_measure import SETTINGS
+from .records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict, value_verdict
+
+
+def spearman_median(x: np.ndarray) -> float:
+    return S.pairwise_spearman(x).median
+
+
+def figure_record(claim_id: str, tier: str, model: str, x: np.ndarray, name: str, fn, expected: float, half: float,
+                  ctx: Context, config: dict) -> Record:
+    """One reliability figure of ``[K, N]`` trials against its expected value: bootstrap CI over images
+    (the verdict) and a delete-one-trial jackknife CI (in the details)."""
+    value = fn(x)
+    ci = S.bootstrap_ci(fn, x, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
+    ci_trials = S.jackknife_ci_trials(fn, x)
+    verdict = value_verdict(ci, expected, half)
+    reason = (f"{name} = {value:.3f}, 95% CI over images [{ci[0]:.3f}, {ci[1]:.3f}] vs expected {expected} "
+              f"(+-{half} stated precision)")
+    return Record(claim_id, tier, model, verdict, value, ci, reason=reason, config=config,
+                  details={"ci_over_trials_jackknife": ci_trials, "ci_method": "percentile bootstrap over images"})
+
+
+_GATES = (("snr", S.snr, S.GATE_SNR), ("icc", S.icc, S.GATE_ICC), ("spearman", spearman_median, S.GATE_SPEARMAN))
+
+
+def gate_record(claim_id: str, tier: str, model: str, trials: np.ndarray, should_pass: bool, ctx: Context,
+                config: dict) -> Record:
+    """Gate verdict with a CI per figure: robust only when no CI straddles the threshold that decides it."""
+    figures, cis = {}, {}
+    for name, fn, _ in _GATES:
+        figures[name] = fn(trials)
+        cis[name] = S.bootstrap_ci(fn, trials, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
+    passes = {name: figures[name] >= thr for name, _, thr in _GATES}
+    robust_pass = all(cis[name][0] >= thr for name, _, thr in _GATES)
+    robust_fail = any(cis[name][1] < thr for name, _, thr in _GATES)
+    passed = all(passes.values())
+    if robust_pass or robust_fail:
+        verdict = REPRODUCED if robust_pass == should_pass else NOT_REPRODUCED
+    else:
+        verdict = INCONCLUSIVE
+    text = ", ".join(f"{n} {figures[n]:.3f} [{cis[n][0]:.3f}, {cis[n][1]:.3f}] ({'pass' if passes[n] else 'fail'})"
+                     for n, _, _ in _GATES)
+    reason = f"gate {'passes' if passed else 'fails'} (expected {'pass' if should_pass else 'fail'}): {text}"
+    n_pass = float(sum(passes.values()))
+    # interval of 'figures passing': gates cleared by every CI's lower bound .. by its upper bound
+    ci = (float(sum(cis[n][0] >= t for n, _, t in _GATES)), float(sum(cis[n][1] >= t for n, _, t in _GATES)))
+    return Record(claim_id, tier, model, verdict, n_pass, ci, expected=f"{'pass' if should_pass else 'fail'}",
+                  reason=reason, config=config,
+                  details={"figures": figures, "ci": cis, "passes": passes, "gate_passed": passed,
+                           "measured_is": "number of the 3 gate figures at or above their threshold"})
+
+
+def rho(a, b) -> float:
+    return float(sst.spearmanr(a, b).statistic)
+
+
+def proxy_name(m) -> str:
+    return f"proxy-{m.loss} seed {m.seed}"
+
+
+def rho_record(ctx, claim_id, m, other, other_name, expect, tier: str = "proxy", model: str | None = None) -> Record:
+    """Spearman(trace_pre, other) with a bootstrap CI; ``expect``: "zero" (+-0.05), "positive", or a value."""
+    value = rho(m.uncertainty, other)
+    ci = S.bootstrap_ci(rho, m.uncertainty, other, n_boot=ctx.n_boot, seed=ctx.seed)
+    if expect == "zero":
+        verdict, expected = value_verdict(ci, 0.0, 0.05), "~0 (+-0.05)"
+    elif expect == "positive":
+        verdict, expected = direction_verdict(ci, 0.0), "> 0 (direction)"
+    else:
+        verdict, expected = value_verdict(ci, float(expect), 0.005), f"{expect} (+-0.005)"
+    return Record(claim_id, tier, model or proxy_name(m), verdict, value, ci, expected=expected,
+                  reason=f"Spearman(trace_pre, {other_name}) = {value:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] "
+                         f"(N={m.uncertainty.size}, zero-shot accuracy {m.accuracy:.3f})", config=dict(m.config))
+
+
+def blur_record(claim_id, m, which: str, direction: str, tier: str = "proxy", model: str | None = None,
+                 expected_value: float | None = None, half: float = 0.0, how: str | None = None) -> Record:
+    """Fraction of images whose trace_pre moved in ``direction`` under blur: a majority (direction) or,
+    with ``expected_value``, that fraction at the seed's stated precision; binomial CI, Wilcoxon p."""
+    r = S.paired_change(m.uncertainty, m.blurred[which])
+    frac = r.frac_increased if direction == "increased" else r.frac_decreased
+    ci = S.binomial_ci(round(frac * r.n), r.n)
+    p = r.p_greater if direction == "increased" else r.p_less
+    if expected_value is None:
+        verdict, expected = direction_verdict(ci, 0.5), f"majority {direction} (direction)"
+    else:
+        verdict, expected = value_verdict(ci, expected_value, half), f"{expected_value:.1%} {direction}"
+    how = how or f"sigma {SETTINGS['blur_sigmas'][which]} px"
+    return Record(claim_id, tier, model or proxy_name(m), verdict, frac, ci, expected=expected,
+                  reason=f"{which} blur ({how}): fraction {direction} {frac:.3f} "
+                         f"[{ci[0]:.3f}, {ci[1]:.3f}], one-sided Wilcoxon p = {p:.2g}, mean change "
+                         f"{r.mean_relative_change:+.1%}", config=dict(m.config, blur=which), details=r.as_dict())
+
+
+def erank_record(ctx, a, b, tier: str, model: str, name_a: str, name_b: str) -> Record:
+    """Mean effective rank of the per-image dropout covariance, model ``a`` minus model ``b`` (same images)."""
+    d = float(a.effective_rank.mean() - b.effective_rank.mean())
+    ci = S.bootstrap_ci(lambda x, y: float(x.mean() - y.mean()), a.effective_rank, b.effective_rank,
+                        n_boot=ctx.n_boot, seed=ctx.seed)
+    return Record("MCD-13", tier, model, direction_verdict(ci, 0.0), d, ci,
+                  expected=f"erank({name_a}) - erank({name_b}) > 0",
+                  reason=f"mean effective rank {name_a} {a.effective_rank.mean():.2f} vs {name_b} "
+                         f"{b.effective_rank.mean():.2f} (T=64 samples, same images)",
+                  config=dict(a.config, model=model))
+
+
+def error_auroc_record(ctx, m, tier: str, model: str) -> Record:
+    """AUROC of trace_pre for the model's own zero-shot errors, bootstrap CI over images."""
+    if m.error.sum() < 2 or m.error.sum() > m.error.size - 2:
+        return Record("MCD-18", tier, model, "inconclusive", None, None, expected="> 0.5",
+                      reason=f"{int(m.error.sum())} errors of {m.error.size}: too few of one kind for an AUROC",
+                      config=dict(m.config))
+    auc = S.auroc(m.uncertainty, m.error)
+    ci = S.bootstrap_ci(S.auroc, m.uncertainty, m.error, n_boot=ctx.n_boot, seed=ctx.seed)
+    return Record("MCD-18", tier, model, direction_verdict(ci, 0.5), auc, ci, expected="> 0.5",
+                  reason=f"AUROC(trace_pre, error) = {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] with "
+                         f"{int(m.error.sum())} errors of {m.error.size}", config=dict(m.config))

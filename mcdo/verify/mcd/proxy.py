@@ -1,0 +1,132 @@
+"""Claims on the matched proxy pair (tier ``proxy``): the same engine as the real models."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sst
+
+from ... import stats as S
+from ..engine import Context, evaluates
+from ..proxy_measure import SETTINGS, all_measures
+from ..records import NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
+from ..builders import blur_record, rho, erank_record, error_auroc_record, gate_record, proxy_name, rho_record
+
+TIER = "proxy"
+
+
+@evaluates("MCD-07", TIER)
+def mcd07(ctx: Context) -> list[Record]:
+    return [gate_record("MCD-07", TIER, proxy_name(m), m.trials[SETTINGS["T"]], m.loss == "sigmoid", ctx, dict(m.config))
+            for m in all_measures(ctx).values()]
+
+
+@evaluates("MCD-08", TIER)
+def mcd08(ctx: Context) -> list[Record]:
+    return [rho_record(ctx, "MCD-08", m, m.entropy, "zero-shot entropy", "positive")
+            for m in all_measures(ctx).values() if m.loss == "softmax"]
+
+
+@evaluates("MCD-09", TIER)
+def mcd09(ctx: Context) -> list[Record]:
+    return [rho_record(ctx, "MCD-09", m, m.entropy, "zero-shot entropy", "zero")
+            for m in all_measures(ctx).values() if m.loss == "sigmoid"]
+
+
+@evaluates("MCD-10", TIER)
+def mcd10(ctx: Context) -> list[Record]:
+    return [rho_record(ctx, "MCD-10", m, m.centroid_distance, "centroid distance", "positive")
+            for m in all_measures(ctx).values() if m.loss == "sigmoid"]
+
+
+@evaluates("MCD-11", TIER)
+def mcd11(ctx: Context) -> list[Record]:
+    return [blur_record("MCD-11", m, "light", "increased") for m in all_measures(ctx).values() if m.loss == "softmax"]
+
+
+@evaluates("MCD-12", TIER)
+def mcd12(ctx: Context) -> list[Record]:
+    return [blur_record("MCD-12", m, "heavy", "decreased") for m in all_measures(ctx).values() if m.loss == "sigmoid"]
+
+
+def _per_seed(ctx) -> list[tuple]:
+    ms = all_measures(ctx)
+    return [(ms[("softmax", s)], ms[("sigmoid", s)]) for s in SETTINGS["seeds"]]
+
+
+@evaluates("MCD-13", TIER)
+def mcd13(ctx: Context) -> list[Record]:
+    """Effective rank of the per-image dropout covariance: softmax model above sigmoid model."""
+    out, diffs = [], []
+    for soft, sig in _per_seed(ctx):
+        rec = erank_record(ctx, soft, sig, TIER, f"proxy pair seed {soft.seed}", "softmax", "sigmoid")
+        diffs.append(rec.measured)
+        out.append(rec)
+    out.append(_pooled("MCD-13", diffs, "erank difference", "erank(softmax) - erank(sigmoid) > 0"))
+    return out
+
+
+def _pooled(claim_id: str, diffs: list[float], what: str, expected: str) -> Record:
+    """Across seeds: mean difference, t interval with K-1 df, one-sample t-test against 0."""
+    d = np.asarray(diffs)
+    t = sst.ttest_1samp(d, 0.0)
+    half = sst.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    ci = (float(d.mean() - half), float(d.mean() + half))
+    return Record(claim_id, TIER, f"proxy pair, {d.size} seeds pooled", direction_verdict(ci, 0.0), float(d.mean()),
+                  ci, expected=expected,
+                  reason=f"{what} per seed {np.round(d, 3).tolist()}; mean {d.mean():.3f}, t-interval over seeds "
+                         f"[{ci[0]:.3f}, {ci[1]:.3f}], t-test p = {t.pvalue:.2g} ({int(np.sum(d > 0))}/{d.size} seeds > 0)",
+                  config=dict(seeds=list(SETTINGS["seeds"]), **{k: SETTINGS[k] for k in ("p", "T", "trials")}))
+
+
+@evaluates("MCD-17", TIER)
+def mcd17(ctx: Context) -> list[Record]:
+    """The loss as cause: sigmoid's dropout variance more reliable (ICC) and less tied to entropy."""
+    out, d_icc, d_rho = [], [], []
+    T = SETTINGS["T"]
+    for soft, sig in _per_seed(ctx):
+        both = np.concatenate([soft.trials[T], sig.trials[T]])
+        k = soft.trials[T].shape[0]
+
+        def icc_gap(x):
+            return S.icc(x[k:]) - S.icc(x[:k])
+
+        g = icc_gap(both)
+        ci_g = S.bootstrap_ci(icc_gap, both, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
+        pair = np.stack([soft.uncertainty, soft.entropy, sig.uncertainty, sig.entropy])
+
+        def rho_gap(x):
+            return rho(x[0], x[1]) - rho(x[2], x[3])
+
+        r = rho_gap(pair)
+        ci_r = S.bootstrap_ci(rho_gap, pair, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
+        v_g, v_r = direction_verdict(ci_g, 0.0), direction_verdict(ci_r, 0.0)
+        verdict = REPRODUCED if v_g == v_r == REPRODUCED else (NOT_REPRODUCED if NOT_REPRODUCED in (v_g, v_r)
+                                                                else "inconclusive")
+        d_icc.append(g)
+        d_rho.append(r)
+        out.append(Record("MCD-17", TIER, f"proxy pair seed {soft.seed}", verdict, g, ci_g,
+                          expected="ICC(sigmoid) - ICC(softmax) > 0 and rho_entropy(softmax) - rho_entropy(sigmoid) > 0",
+                          reason=f"ICC softmax {S.icc(soft.trials[T]):.3f} vs sigmoid {S.icc(sig.trials[T]):.3f}: gap "
+                                 f"{g:+.3f} [{ci_g[0]:+.3f}, {ci_g[1]:+.3f}] ({v_g}); rho(trace, entropy) gap softmax - "
+                                 f"sigmoid {r:+.3f} [{ci_r[0]:+.3f}, {ci_r[1]:+.3f}] ({v_r})",
+                          config=dict(soft.config, model="proxy pair"), details={"rho_gap": r, "rho_gap_ci": ci_r}))
+    pi = _pooled("MCD-17", d_icc, "ICC gap (sigmoid - softmax)", "> 0")
+    pr = _pooled("MCD-17", d_rho, "entropy-rho gap (softmax - sigmoid)", "> 0")
+    verdict = REPRODUCED if pi.verdict == pr.verdict == REPRODUCED else (
+        NOT_REPRODUCED if NOT_REPRODUCED in (pi.verdict, pr.verdict) else "inconclusive")
+    pi.verdict = verdict
+    pi.reason = pi.reason + " | " + pr.reason
+    pi.details = {"rho_gap_pooled": pr.measured, "rho_gap_pooled_ci": pr.ci}
+    out.append(pi)
+    return out
+
+
+@evaluates("MCD-18", TIER)
+def mcd18(ctx: Context) -> list[Record]:
+    out = []
+    for m in all_measures(ctx).values():
+        if m.loss != "softmax":
+            continue
+        out.append(error_auroc_record(ctx, m, TIER, proxy_name(m)))
+    return out
+
+

@@ -1,0 +1,1 @@
+"""SigLIP vs CLIP frozen-feature probes (seed 004): one module per tier (arch, gpu)."""

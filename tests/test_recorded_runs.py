@@ -1,0 +1,128 @@
+"""The recorded tier on recorded runs other than the published one: models and T found in the folder, a bad
+file skipping only what needs it, and MCD-15's predictions with their intervals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcdo.data import recorded as R
+from mcdo.testing import make_recorded_run
+from mcdo.verify import engine
+from mcdo.verify.mcd.recorded import gate_prediction, predicted_figures
+from mcdo.verify.records import INCONCLUSIVE, REPRODUCED, SKIPPED
+
+pytestmark = pytest.mark.math
+
+# noise -> SNR(T) = 0.01 T / noise: clip_b32 fails the gate at T=32 (SNR 0.4), siglip_b16 passes (SNR 16),
+# vit_x (no family in MCD-07) sits between
+MODELS = {"clip_b32": 0.8, "siglip_b16": 0.02, "vit_x": 0.1}
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    root = make_recorded_run(tmp_path / "rec", MODELS)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(root))
+    return root
+
+
+def _by_model(claim_id: str) -> dict:
+    return {r.model: r for r in engine.evaluate(claim_id, "recorded", engine.Context(n_boot=200, progress=False))}
+
+
+def test_models_and_T_are_discovered(run):
+    assert R.models() == sorted(MODELS)
+    assert R.available_T("vit_x") == (8, 32)
+    t = R.nested_trials("vit_x", 32)
+    assert t.pre.shape == (6, 200) and t.paths.shape == (200,)
+
+
+def test_gate_14_and_15_for_every_model_found(run):
+    gate, m14, m15 = _by_model("MCD-07"), _by_model("MCD-14"), _by_model("MCD-15")
+    assert set(gate) == set(m14) == set(m15) == set(MODELS)
+    assert gate["clip_b32"].verdict == REPRODUCED and not gate["clip_b32"].details["gate_passed"]
+    assert gate["siglip_b16"].verdict == REPRODUCED and gate["siglip_b16"].details["gate_passed"]
+    assert gate["vit_x"].verdict == INCONCLUSIVE and "no expected outcome" in gate["vit_x"].reason
+    for r in m15.values():
+        assert r.config["T"] == [8, 32] and r.config["trials"] == 6 and r.config["n_images"] == 200
+        # the 1/T law holds by construction: the predicted SNR matches the measured one
+        assert r.ci[0] < 1.0 < r.ci[1], r.reason
+
+
+def test_a_bad_file_skips_only_the_records_that_need_it(run):
+    folder = run / "exp0_nested_mc/vit_x"
+    z = dict(np.load(folder / "exp0_trials_T32.npz"))
+    np.savez(folder / "exp0_trials_T32.npz", trial_pre=z["trial_pre"], paths=z["paths"])  # no trial_post
+    m15 = _by_model("MCD-15")
+    assert m15["vit_x"].verdict == SKIPPED
+    assert "exp0_trials_T32.npz" in m15["vit_x"].reason and "no trial_post" in m15["vit_x"].reason
+    assert m15["clip_b32"].verdict != SKIPPED and m15["siglip_b16"].verdict != SKIPPED
+
+
+@pytest.mark.parametrize("damage,problem", [
+    (lambda z: z["trial_pre"].__setitem__((0, 3), np.nan), "non-finite"),
+    (lambda z: z.__setitem__("trial_pre", z["trial_pre"][:1]), "shapes"),
+    (lambda z: z.update(trial_pre=z["trial_pre"][:1], trial_post=z["trial_post"][:1]), "1 trial"),
+    (lambda z: z.__setitem__("paths", z["paths"][:-1]), "shapes"),
+], ids=["nan", "mismatched-shapes", "one-trial", "short-paths"])
+def test_malformed_files_are_named(run, damage, problem):
+    path = run / "exp0_nested_mc/clip_b32/exp0_trials_T32.npz"
+    z = dict(np.load(path))
+    damage(z)
+    np.savez(path, **z)
+    with pytest.raises(R.BadRecordedFile, match=problem) as e:
+        R.nested_trials("clip_b32", 32)
+    assert str(path) in str(e.value)
+
+
+def test_truncated_file_is_named(run):
+    path = run / "exp0_nested_mc/clip_b32/exp0_trials_T32.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(R.BadRecordedFile, match="unreadable"):
+        R.nested_trials("clip_b32", 32)
+    assert _by_model("MCD-14")["clip_b32"].verdict == SKIPPED
+
+
+def test_files_of_one_model_are_aligned_by_path(run):
+    folder = run / "exp0_nested_mc/clip_b32"
+    z = dict(np.load(folder / "exp0_trials_T32.npz"))
+    order = np.random.default_rng(3).permutation(200)
+    np.savez(folder / "exp0_trials_T32.npz", **{k: (v[order] if k == "paths" else v[:, order]) for k, v in z.items()})
+    got = R.nested_trials("clip_b32", 32)
+    np.testing.assert_array_equal(got.paths, R.nested_trials("clip_b32", 8).paths)
+    np.testing.assert_array_equal(got.pre, z["trial_pre"].astype(np.float64))
+    z["paths"] = z["paths"].copy()
+    z["paths"][0] = "/elsewhere/n0/ILSVRC2012_val_99999999.JPEG"
+    np.savez(folder / "exp0_trials_T32.npz", **z)
+    with pytest.raises(R.BadRecordedFile, match="not the 200"):
+        R.nested_trials("clip_b32", 32)
+
+
+def test_gate_prediction_is_inconclusive_when_its_interval_straddles():
+    assert gate_prediction((0.81, 0.9), 0.80) == "pass"
+    assert gate_prediction((0.5, 0.79), 0.80) == "fail"
+    assert gate_prediction((0.78, 0.83), 0.80) == "inconclusive"
+
+
+def test_mcd15_near_a_threshold_is_not_called(tmp_path, monkeypatch):
+    """Noise set so that the predicted SNR at T=32 sits on the gate (2.0): the prediction must not be decisive."""
+    root = make_recorded_run(tmp_path / "rec", {"siglip_edge": 0.01 * 32 / 2.0}, n_images=300)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(root))
+    r = _by_model("MCD-15")["siglip_edge"]
+    lo, hi = r.details["predicted_figures_ci"]["snr"]
+    assert lo < 2.0 < hi
+    assert r.details["predicted_gate"]["snr"] == INCONCLUSIVE
+    need_lo, need_hi = r.details["passes_needed_ci"]["snr"]
+    assert need_lo < 32 < need_hi
+
+
+def test_predicted_figures_match_a_direct_simulation():
+    """SNR predicted from T=8 for T=32 against SNR measured on independent T=32 trials of the same images."""
+    rng = np.random.default_rng(0)
+    signal = rng.normal(1.0, 0.1, 4000)
+    short = signal + rng.normal(0, np.sqrt(0.05 / 8), (10, 4000))
+    long_ = signal + rng.normal(0, np.sqrt(0.05 / 32), (10, 4000))
+    from mcdo import stats as S
+
+    pred = predicted_figures(short, 8, 32)
+    assert pred["snr"] == pytest.approx(S.snr(long_), rel=0.05)
+    assert pred["icc"] == pytest.approx(S.icc(long_), abs=0.01)
