@@ -100,7 +100,7 @@ def claim_status(ctx: engine.Context | None = None) -> dict[str, str]:
         except Ready:
             out[claim_id] = "ready"
             continue
-        reasons = {r.model: r.reason for r in records}
+        reasons = {r.model: r.details.get("missing", r.reason) for r in records}  # what is missing, not how
         if all(v.startswith("ready") for v in reasons.values()):
             out[claim_id] = "ready"
         elif len(reasons) == 1:

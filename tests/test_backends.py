@@ -48,7 +48,9 @@ def test_transformers_backend_encodes_text(local_spec):
     torch.testing.assert_close(t, direct)
 
 
-def test_missing_tokenizer_is_named_with_its_reason(local_spec, local_checkpoint, tmp_path, monkeypatch):
+@pytest.fixture
+def no_tokenizer(local_spec, local_checkpoint, tmp_path, monkeypatch):
+    """``tiny-siglip-broken``: the local checkpoint without its tokenizer files."""
     import shutil
 
     broken = tmp_path / "no-tokenizer"
@@ -57,6 +59,10 @@ def test_missing_tokenizer_is_named_with_its_reason(local_spec, local_checkpoint
         (broken / f).unlink()
     monkeypatch.setitem(registry.REGISTRY, "tiny-siglip-broken",
                         dataclasses.replace(local_spec, name="tiny-siglip-broken", hf_id=str(broken)))
+    return broken
+
+
+def test_missing_tokenizer_is_named_with_its_reason(no_tokenizer):
     enc = load("tiny-siglip-broken", backend="hf")
     with pytest.raises(encoder.MissingWeights, match="tokenizer of tiny-siglip-broken") as e:
         enc.tokenizer(["x"])
@@ -78,3 +84,26 @@ def test_both_backends_run_the_ood_pipeline(backend, local_spec, data_root):
     assert set(table["sigmoid"]) == {"iNaturalist", "SUN", "Places", "Textures", "mean"}
     assert all(0 <= row["auroc"] <= 1 for row in table["sigmoid"].values())
     assert 0 <= res.accuracy["mcm"] <= 1 and res.n_id == 12
+
+
+def test_a_missing_tokenizer_stops_a_text_claim_before_any_mc_pass(no_tokenizer, data_root, monkeypatch):
+    """MCD-09 needs text: with the tokenizer files absent it skips naming them, and no MC pass was computed."""
+    import os
+
+    from mcdo import env
+    from mcdo.verify import engine
+    from mcdo.verify.records import SKIPPED
+
+    broken = no_tokenizer
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    monkeypatch.setenv("MCDO_SIGLIP2_BACKEND", "hf")
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)
+    ctx = engine.Context(n_boot=20, progress=False, require_gpu=False,
+                         stand_ins={"siglip2-vit-b-16": "tiny-siglip-broken"})
+    (r,) = engine.evaluate("MCD-09", "gpu", ctx)
+    assert r.verdict == SKIPPED and "tokenizer" in r.reason and str(broken) in r.reason
+    samples = env.cache_dir() / "samples"
+    assert not samples.exists() or not os.listdir(samples)
+    (snr,) = engine.evaluate("MCD-05", "gpu", ctx)  # needs no text: runs with the same model
+    assert snr.verdict != SKIPPED and snr.config["backend"] == "hf"

@@ -168,9 +168,8 @@ def _single_prompt_text(enc) -> np.ndarray:
     return np.array(text)
 
 
-def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
-    from mcdo.verify.mcd.gpu import select_images
-
+def _record_three(data_root, tmp_path, monkeypatch):
+    """A recorded CLIP trial file listing 3 of the generated images (as paths of another machine)."""
     ids = imagenet_val(data_root)
     pick = [ids.paths[i] for i in (5, 0, 9)]
     rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
@@ -178,6 +177,13 @@ def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path
     paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
     np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
     monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
+    return ids, pick, rec, paths
+
+
+def test_mcd_gpu_images_are_the_recorded_runs_when_available(data_root, tmp_path, monkeypatch):
+    from mcdo.verify.mcd.gpu import select_images
+
+    ids, pick, rec, paths = _record_three(data_root, tmp_path, monkeypatch)
     got, labels, source = select_images(engine.Context(), ids)
     assert got == pick and source == "the recorded run's 3 images"
     np.testing.assert_array_equal(labels, [ids.labels[i] for i in (5, 0, 9)])
@@ -192,13 +198,7 @@ def test_mcd_gpu_finds_the_recorded_images_in_the_flat_layout(data_root, tmp_pat
     from mcdo.testing import flatten_imagenet
     from mcdo.verify.mcd.gpu import select_images
 
-    ids = imagenet_val(data_root)
-    pick = [ids.paths[i] for i in (5, 0, 9)]
-    rec = tmp_path / "recorded/exp0_nested_mc/clip_b32"
-    rec.mkdir(parents=True)
-    paths = np.array([f"/elsewhere/imagenet_val/{p.parent.name}/{p.name}" for p in pick])
-    np.savez(rec / "exp0_trials_T64.npz", trial_pre=np.ones((10, 3)), trial_post=np.ones((10, 3)), paths=paths)
-    monkeypatch.setenv("MCDO_RECORDED_DIR", str(tmp_path / "recorded"))
+    ids, pick, _, _ = _record_three(data_root, tmp_path, monkeypatch)
     flat = imagenet_val(flatten_imagenet(data_root, tmp_path / "flat"))
     assert flat.layout == "flat + devkit"
     got, labels, _ = select_images(engine.Context(), flat)

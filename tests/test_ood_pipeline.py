@@ -291,6 +291,12 @@ def test_ood_command(data_root, tmp_path, capsys):
     mean = next(r for r in rows if r["score"] == "sigmoid" and r["ood_set"] == "mean")
     per = [r["auroc"] for r in rows if r["score"] == "sigmoid" and r["ood_set"] != "mean"]
     assert mean["auroc"] == pytest.approx(np.mean(per))
+    # the seed's --use_sigmoid flag is sigmoid MCM
+    rc = cli.main(["ood", "--model", "tiny-siglip", "--random-weights", "--data-root", str(data_root), "--bs", "4",
+                   "--workers", "0", "--ood-dataset", "SUN", "--use_sigmoid", "--out", str(out), "--quiet"])
+    assert rc == 0 and "sigmoid AUROC" in capsys.readouterr().out
+    sig = [json.loads(line) for line in (out / "tiny-siglip-random.jsonl").read_text().splitlines()]
+    assert {r["score"] for r in sig} == {"sigmoid"} and sig[0]["convention"] == "seed"
     assert cli.main(["ood", "--model", "no-such-model", "--data-root", str(data_root), "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(tmp_path), "--quiet"]) == 2

@@ -16,6 +16,16 @@ def spearman_median(x: np.ndarray) -> float:
     return S.pairwise_spearman(x).median
 
 
+# MCD-03..06: one reliability figure of one recorded model against the seed's value (name, function, value,
+# half-width of the precision the seed states it with); the recorded and gpu tiers evaluate the same table
+FIGURE_CLAIMS = {
+    "MCD-03": ("clip_b32", "SNR", S.snr, 1.0, 0.05),
+    "MCD-04": ("clip_b32", "pairwise Spearman (median)", spearman_median, 0.49, 0.005),
+    "MCD-05": ("siglip2_b16", "SNR", S.snr, 15.0, 0.05),
+    "MCD-06": ("siglip2_b16", "pairwise Spearman (median)", spearman_median, 0.93, 0.005),
+}
+
+
 def figure_record(claim_id: str, tier: str, model: str, x: np.ndarray, name: str, fn, expected: float, half: float,
                   ctx: Context, config: dict) -> Record:
     """One reliability figure of ``[K, N]`` trials against its expected value: bootstrap CI over images

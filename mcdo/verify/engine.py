@@ -95,7 +95,8 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         try:
             records = fn(ctx)
         except MissingResource as e:
-            records = [Record(claim_id, tier, model, SKIPPED, expected=claim.expected, reason=str(e))]
+            records = [Record(claim_id, tier, model, SKIPPED, expected=claim.expected, reason=str(e),
+                              details={"missing": e.what})]
     elapsed = time.perf_counter() - t0
     for r in records:
         r.commit = env.git_commit()

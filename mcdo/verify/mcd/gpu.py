@@ -35,8 +35,8 @@ from ...dropout import firing_sites
 from ...errors import MissingData, MissingResource
 from ...sampling import mc_sample
 from ...zeroshot import classifier, fingerprint, image_transform, imagenet_classnames
-from ..builders import blur_record, erank_record, error_auroc_record, figure_record, gate_record, rho_record
-from ..builders import rho, spearman_median
+from ..builders import (FIGURE_CLAIMS, blur_record, erank_record, error_auroc_record, figure_record, gate_record, rho,
+                        rho_record)
 from ..engine import Context, evaluates
 from ..prerequisites import load_model, require, stand_in_config
 from ..proxy_measure import ProxyMeasure
@@ -221,10 +221,8 @@ def _figure(claim_id: str, key: str, name: str, fn, expected: float, half: float
     return evaluates(claim_id, TIER)(evaluator)
 
 
-mcd03 = _figure("MCD-03", "clip_b32", "SNR", S.snr, 1.0, 0.05)
-mcd04 = _figure("MCD-04", "clip_b32", "pairwise Spearman (median)", spearman_median, 0.49, 0.005)
-mcd05 = _figure("MCD-05", "siglip2_b16", "SNR", S.snr, 15.0, 0.05)
-mcd06 = _figure("MCD-06", "siglip2_b16", "pairwise Spearman (median)", spearman_median, 0.93, 0.005)
+for _id, _args in FIGURE_CLAIMS.items():
+    _figure(_id, *_args)
 
 
 @evaluates("MCD-07", TIER)

@@ -14,7 +14,7 @@ from ... import stats as S
 from ...data import recorded as R
 from ...errors import MissingResource
 from ..engine import Context, evaluates
-from ..builders import figure_record, gate_record, spearman_median
+from ..builders import FIGURE_CLAIMS, figure_record, gate_record, spearman_median
 from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, value_verdict
 
 TIER = "recorded"
@@ -62,24 +62,16 @@ def expected_gate(model: str) -> bool | None:
     return True if name.startswith("siglip") else False if name.startswith("clip") else None
 
 
-@evaluates("MCD-03", TIER)
-def mcd03(ctx: Context) -> list[Record]:
-    return [_figure_record(ctx, "MCD-03", "clip_b32", "SNR", S.snr, 1.0, 0.05)]
+def _figure(claim_id: str, model: str, name: str, fn, expected: float, half: float):
+    def evaluator(ctx: Context) -> list[Record]:
+        return [_figure_record(ctx, claim_id, model, name, fn, expected, half)]
+
+    evaluator.__doc__ = f"{claim_id} on the recorded tier: {name} of trace_pre over trials at T = 64, {model}."
+    return evaluates(claim_id, TIER)(evaluator)
 
 
-@evaluates("MCD-04", TIER)
-def mcd04(ctx: Context) -> list[Record]:
-    return [_figure_record(ctx, "MCD-04", "clip_b32", "pairwise Spearman (median)", spearman_median, 0.49, 0.005)]
-
-
-@evaluates("MCD-05", TIER)
-def mcd05(ctx: Context) -> list[Record]:
-    return [_figure_record(ctx, "MCD-05", "siglip2_b16", "SNR", S.snr, 15.0, 0.05)]
-
-
-@evaluates("MCD-06", TIER)
-def mcd06(ctx: Context) -> list[Record]:
-    return [_figure_record(ctx, "MCD-06", "siglip2_b16", "pairwise Spearman (median)", spearman_median, 0.93, 0.005)]
+for _id, _args in FIGURE_CLAIMS.items():
+    _figure(_id, *_args)
 
 
 @evaluates("MCD-07", TIER)

@@ -47,7 +47,7 @@ def per_model(claim_id: str, models: tuple[str, ...], one) -> list[Record]:
         try:
             out.append(one(model))
         except MissingResource as e:
-            out.append(Record(claim_id, "gpu", model, SKIPPED, reason=str(e)))
+            out.append(Record(claim_id, "gpu", model, SKIPPED, reason=str(e), details={"missing": e.what}))
         except Ready as e:  # mcdo doctor's dry run: this model's record would run
             out.append(Record(claim_id, "gpu", model, SKIPPED, reason=f"ready: {e}"))
     return out
