@@ -21,6 +21,14 @@ def _claims(args: argparse.Namespace) -> int:
     from .verify import engine
     from .verify.records import Record
 
+    from . import env
+
+    try:  # settings that would fail every claim: say so once, before any work
+        env.cache_dir()
+        env.device()
+    except env.SettingError as e:
+        print(f"mcdo claims: {e}", file=sys.stderr)
+        return 2
     tiers = tuple(args.tier) if args.tier else catalog.TIERS
     pairs = catalog.pairs(tiers)
     if args.id:
@@ -29,6 +37,10 @@ def _claims(args: argparse.Namespace) -> int:
         if unknown:
             raise SystemExit(f"unknown claim id(s) {sorted(unknown)}; `mcdo claims --list` prints the registry")
         pairs = [p for p in pairs if p[0] in wanted]
+    if not pairs:
+        print(f"mcdo claims: nothing selected: {', '.join(sorted(args.id or []))} on tier(s) {', '.join(tiers)} "
+              "(`mcdo claims --list` shows each claim's tiers)", file=sys.stderr)
+        return 2
     ctx = engine.Context(seed=args.seed, progress=not args.quiet)
     records, t0 = [], time.perf_counter()
     from tqdm.auto import tqdm
@@ -44,23 +56,47 @@ def _claims(args: argparse.Namespace) -> int:
             failed.append(f"{claim_id}/{tier}")
             records.append(Record(claim_id, tier, "-", "skipped", reason=f"evaluator error: {type(e).__name__}: {e}"))
     wall = time.perf_counter() - t0
-    figures = []
+    out = Path(args.out)
+    figures, notes = [], []
     if not args.no_figures:
         from .figures import make_figures
 
-        figures = make_figures(records, ctx, Path(args.out))
-    paths = report.write(records, Path(args.out), figures, wall)
+        figures, notes = make_figures(records, ctx, out)
+    partial = len(pairs) < len(catalog.pairs())
+    written = records
+    if partial and not args.replace:  # a partial run updates its part of the existing report
+        old, old_figures = report.read(out)
+        written = report.merge(old, records)
+        fresh = {path for _, path in figures}
+        figures += [f for f in old_figures if f[1] not in fresh and (out / f[1]).is_file()]
+    paths = report.write(written, out, figures, wall, notes)
     cov = report.coverage(records)
     print("coverage: " + ", ".join(f"{t} {a}/{b}" for t, (a, b) in cov.items() if t in tiers))
     for r in records:
         if r.verdict != "skipped":
             print(f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report._fmt(r.measured):>8s}"
                   + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
-    print(f"wrote {paths['md']} and {paths['json']} ({len(records)} records, {wall:.0f} s)")
+    for n in notes:
+        print(f"  figure: {n}")
+    merged = f"; merged into the existing report, {len(written)} records in all" if written is not records else ""
+    print(f"wrote {paths['md']} and {paths['json']} ({len(records)} records{merged}, {wall:.0f} s)")
     if failed:
         print(f"evaluator errors (tracebacks above): {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _temperature(value: str) -> float | str:
+    """--temperature: 'model' or a finite number > 0."""
+    if value == "model":
+        return value
+    try:
+        t = float(value)
+    except ValueError:
+        raise ValueError(f"--temperature must be a number > 0 or 'model', got {value!r}") from None
+    if not (t > 0 and t != float("inf")):
+        raise ValueError(f"--temperature must be a finite number > 0 (MCM uses 1), got {value}")
+    return t
 
 
 def _ood(args: argparse.Namespace) -> int:
@@ -77,9 +113,17 @@ def _ood(args: argparse.Namespace) -> int:
             return 2
         args.score = "sigmoid"
     scores = SCORES if args.score == "all" else (args.score,)
-    device = args.device or env.device()
+    try:
+        device = env.check_device(args.device, "--device") if args.device else env.device()
+        env.cache_dir()
+        temperature = _temperature(args.temperature)
+        for name, value, least in (("--bs", args.bs, 1), ("--workers", 0 if args.workers is None else args.workers, 0)):
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
+    except ValueError as e:
+        print(f"mcdo ood: {e}", file=sys.stderr)
+        return 2
     precision = args.precision or ("amp" if device.startswith("cuda") else "fp32")
-    temperature = args.temperature if args.temperature == "model" else float(args.temperature)
     try:
         spec = get_spec(args.model)
         if args.score == "sigmoid" and spec.loss == "softmax":
@@ -92,7 +136,8 @@ def _ood(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
         enc = load(spec.name, pretrained=not args.random_weights, backend=args.backend, device=device,
                    progress=not args.quiet)
-        res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=args.workers,
+        workers = env.default_workers() if args.workers is None else args.workers
+        res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=workers,
                            precision=precision, temperature=temperature, progress=not args.quiet, data=data,
                            convention=args.convention)
     except (MissingResource, KeyError, ValueError) as e:
@@ -131,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--replace", action="store_true",
+                   help="with --tier/--id: write only this run's records (default: merge them into the existing "
+                        "report, replacing the same claims and tiers)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
     o = sub.add_parser("ood", help="MCM OOD benchmark for one model: ImageNet-1k val in, the MOS sets out",
@@ -156,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--data-root", help="default: MCDO_DATA_ROOT")
     o.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
     o.add_argument("--precision", choices=("fp32", "bf16", "amp"), help="default: amp (bf16) on cuda, fp32 on cpu")
-    o.add_argument("--workers", type=int, default=4, help="image decoding processes (default 4)")
+    o.add_argument("--workers", type=int, default=None,
+                   help="image decoding processes (default: up to 4, no more than the cores available)")
     o.add_argument("--backend", choices=("open_clip", "hf"))
     o.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing checks)")
     o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")

@@ -40,22 +40,69 @@ def data_root() -> Path:
     return Path(value).expanduser()
 
 
+class SettingError(ValueError):
+    """A setting (environment variable or option) that cannot work; the message names it and the fix."""
+
+
+def ensure_writable(path: Path, setting: str) -> Path:
+    """Create ``path`` as a folder if needed and check that files can be written there."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SettingError(f"{setting}={path} is a file, not a folder: point {setting} at a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".mcdo-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SettingError(f"{setting}={path} cannot be written ({e.strerror or e}): point {setting} at a "
+                           "writable folder") from e
+    return path
+
+
 def cache_dir() -> Path:
     """Where features, samples and trained proxy models are cached (``MCDO_CACHE_DIR``)."""
     value = os.environ.get("MCDO_CACHE_DIR")
     path = Path(value).expanduser() if value else Path.home() / ".cache" / "mcdo"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return ensure_writable(path, "MCDO_CACHE_DIR")
+
+
+def check_device(value: str, setting: str = "MCDO_DEVICE") -> str:
+    """``value`` if torch can run on it here, else a ``SettingError`` naming the setting and what is available."""
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError) as e:
+        raise SettingError(f"{setting}={value!r} is not a torch device: use cpu, cuda or cuda:<index>") from e
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SettingError(f"{setting}={value!r} but no CUDA GPU is visible here: use cpu, or run on a GPU machine")
+        if dev.index is not None and dev.index >= n:
+            raise SettingError(f"{setting}={value!r} but only {n} CUDA device(s) are visible (cuda:0..cuda:{n - 1})")
+    elif dev.type not in ("cpu", "mps"):
+        raise SettingError(f"{setting}={value!r}: mcdo runs on cpu or cuda")
+    return value
 
 
 def device() -> str:
-    """Torch device: ``MCDO_DEVICE`` or CUDA when available, else CPU."""
+    """Torch device: ``MCDO_DEVICE`` (checked) or CUDA when available, else CPU."""
     value = os.environ.get("MCDO_DEVICE")
     if value:
-        return value
+        return check_device(value)
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_workers(cap: int = 4) -> int:
+    """Image-decoding processes: up to ``cap``, never more than the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(cap, cores))
 
 
 @lru_cache(maxsize=1)

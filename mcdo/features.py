@@ -30,6 +30,21 @@ class Features:
     n_files: int
 
 
+def _read_shard(path: Path) -> dict[str, np.ndarray] | None:
+    """A finished shard, or None when there is none; one that cannot be read is named, removed and recomputed."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in ("features", "positions", "failed")}
+    except Exception as e:  # truncated, not a zip, a key missing
+        import warnings
+
+        warnings.warn(f"feature shard {path} cannot be read ({type(e).__name__}: {e}); recomputing it", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+
 def _set_key(images: ImageList) -> str:
     """Content key of a data set: relative paths and sizes of its files, and their labels."""
     h = hashlib.sha1(images.name.encode())
@@ -57,22 +72,25 @@ def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, devic
     folder = env.cache_dir() / "features" / fingerprint(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{tag}"
     n = len(images)
     starts = list(range(0, n, shard))
-    todo = [s for s in starts if not (cache and (folder / f"{s:08d}.npz").is_file())]
+    shards = {s: (_read_shard(folder / f"{s:08d}.npz") if cache else None) for s in starts}
+    todo = [s for s in starts if shards[s] is None]
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
         transform = image_transform(enc, resize)
         bar = tqdm(total=sum(min(shard, n - s) for s in todo), desc=f"features {images.name}", unit="img",
                    disable=not progress)
         for s in todo:
-            _encode_shard(enc, images, transform, range(s, min(n, s + shard)), folder / f"{s:08d}.npz", batch_size,
+            path = folder / f"{s:08d}.npz"
+            _encode_shard(enc, images, transform, range(s, min(n, s + shard)), path, batch_size,
                           device, workers, precision, bar)
+            shards[s] = _read_shard(path)
         bar.close()
     feats, pos, bad = [], [], []
     for s in starts:
-        with np.load(folder / f"{s:08d}.npz") as z:
-            feats.append(z["features"])
-            pos.append(z["positions"])
-            bad.append(z["failed"])
+        z = shards[s]
+        feats.append(z["features"])
+        pos.append(z["positions"])
+        bad.append(z["failed"])
     pos, bad = np.concatenate(pos).astype(np.int64), np.concatenate(bad).astype(np.int64)
     return Features(images.name, np.concatenate(feats), images.labels[pos],
                     [str(images.paths[i]) for i in bad], n)

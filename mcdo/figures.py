@@ -50,11 +50,14 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     drawn, left_out, shape = [], [], ""
     for model, colour in zip(R.models(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
-        ts = R.available_T(model)
-        try:
-            trials = [R.nested_trials(model, T).pre for T in ts]
-        except MissingResource:
-            left_out.append(model)
+        ts, trials = [], []
+        for T in R.available_T(model):  # each readable file of the model; an unreadable one is named
+            try:
+                trials.append(R.nested_trials(model, T).pre)
+                ts.append(T)
+            except MissingResource:
+                left_out.append(f"{model} T={T}")
+        if not ts:
             continue
         drawn.append(model)
         shape = f"{trials[-1].shape[0]} trials x {trials[-1].shape[1]} images"
@@ -66,6 +69,8 @@ def _reliability_vs_T(out: Path) -> tuple[str, str] | None:
             axes[0].plot(grid, pred, "--", color=colour, alpha=0.6, label=f"{model}: 1/T law from T={ts[-2]}")
     if not drawn:
         plt.close(fig)
+        if left_out:
+            raise ValueError(f"no recorded trial file could be read ({', '.join(left_out)})")
         return None
     _gate_axes(axes)
     fig.suptitle(f"Reliability of trace_pre against T (recorded, {shape}); dotted = gate"
@@ -155,16 +160,25 @@ def _ood_scores(out: Path, ctx: Context) -> tuple[str, str] | None:
     return _save(fig, out / "ood_scores.png", "OOD score distributions, softmax vs sigmoid MCM")
 
 
-def make_figures(records: list[Record], ctx: Context, report_dir: Path) -> list[tuple[str, str]]:
-    """Every figure whose inputs are available; a figure with missing inputs is left out."""
+def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
+                 ) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every figure whose inputs are available, and a note for each that could not be drawn (with why): a figure
+    never costs the records of a run. A figure whose inputs are absent (no recorded folder, no proxy pass in this
+    run) is left out silently."""
     out = report_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for maker in (_reliability_vs_T, _proxy_reliability, _proxy_blur, _ood_scores):
+    figures, notes = [], []
+    for name in ("_reliability_vs_T", "_proxy_reliability", "_proxy_blur", "_ood_scores"):
+        maker = globals()[name]
+        if ctx is None and name != "_reliability_vs_T":
+            continue
         try:
-            fig = maker(out) if maker is _reliability_vs_T else maker(out, ctx)
+            fig = maker(out) if name == "_reliability_vs_T" else maker(out, ctx)
         except MissingResource:
+            continue
+        except Exception as e:  # a damaged input or a plotting bug: say so in the report, keep going
+            notes.append(f"figure not drawn: {name.strip('_').replace('_', ' ')}: {type(e).__name__}: {e}")
             continue
         if fig:
             figures.append((fig[0], str(Path("figures") / fig[1])))
-    return figures
+    return figures, notes

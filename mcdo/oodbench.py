@@ -200,9 +200,11 @@ def format_table(res: OODResult) -> str:
     notes = []
     if res.config.get("skipped_scores"):
         notes.append(f"not computed: {', '.join(res.config['skipped_scores'])} (the model has no logit_bias)")
-    bad = {k: len(v) for k, v in res.failed.items() if v}
+    bad = {k: v for k, v in res.failed.items() if v}
     if bad:
-        notes.append("unreadable files skipped: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+        notes.append("unreadable files skipped: " + ", ".join(
+            f"{k} {len(v)} ({', '.join(str(p).rsplit('/', 1)[-1] for p in v[:5])}{', ...' if len(v) > 5 else ''})"
+            for k, v in bad.items()))
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)

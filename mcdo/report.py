@@ -48,7 +48,8 @@ def ood_table_markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s: float | None = None) -> str:
+def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s: float | None = None,
+             notes: list[str] = ()) -> str:
     """One table grouped by seed, a coverage line per tier, verdict counts, and figures."""
     cov = coverage(records)
     counts = Counter(r.verdict for r in records)
@@ -83,22 +84,60 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
         lines += ["", "## OOD tables (OOD-08)", ""]
         for r in tables:
             lines += [f"**{r.model}** ({r.tier} tier)", "", ood_table_markdown(r.details["table"]), ""]
-    if figures:
+    if figures or notes:
         lines += ["", "## Figures", ""]
         for caption, path in figures:
             lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+        lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] = (), wall_s: float | None = None
-          ) -> dict[str, Path]:
-    """Write claims.json, claims.jsonl and claims.md under ``out_dir``; return their paths."""
+def read(out_dir: Path) -> tuple[list[Record], list[tuple[str, str]]]:
+    """The records and figures of the report in ``out_dir`` (nothing when there is none or it cannot be read)."""
+    path = Path(out_dir) / "claims.json"
+    try:
+        payload = json.loads(path.read_text())
+        records = [Record(**{**d, "ci": tuple(d["ci"]) if d.get("ci") is not None else None})
+                   for d in payload["records"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [], []
+    return records, [tuple(f) for f in payload.get("figures", [])]
+
+
+def merge(old: list[Record], new: list[Record]) -> list[Record]:
+    """The old report with every (claim, tier) evaluated in the new run replaced by the new run's records, in the
+    registry's order: a partial run (``--tier math``) updates its part of a full report and keeps the rest."""
+    done = {(r.id, r.tier) for r in new}
+    kept = [r for r in old if (r.id, r.tier) not in done]
+    order = {c.id: i for i, c in enumerate(catalog.CLAIMS)}
+    tiers = {t: i for i, t in enumerate(catalog.TIERS)}
+    return sorted(kept + new, key=lambda r: (order.get(r.id, len(order)), tiers.get(r.tier, len(tiers))))
+
+
+def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] = (), wall_s: float | None = None,
+          notes: list[str] = ()) -> dict[str, Path]:
+    """Write claims.json, claims.jsonl and claims.md under ``out_dir``; return their paths.
+
+    All three are written to temporary files first and renamed into place only when all three are complete,
+    so an interrupted write leaves the previous report whole (never a mix of old and new files)."""
+    import os
+
     out_dir.mkdir(parents=True, exist_ok=True)
     dicts = [r.as_dict() for r in records]
     paths = {"json": out_dir / "claims.json", "jsonl": out_dir / "claims.jsonl", "md": out_dir / "claims.md"}
     payload = {"commit": records[0].commit if records else "unknown", "coverage": coverage(records),
-               "records": dicts}
-    paths["json"].write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-    paths["jsonl"].write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts))
-    paths["md"].write_text(markdown(records, figures, wall_s))
+               "figures": [list(f) for f in figures], "notes": list(notes), "records": dicts}
+    texts = {"json": json.dumps(payload, indent=1, ensure_ascii=False),
+             "jsonl": "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts),
+             "md": markdown(records, figures, wall_s, notes)}
+    tmp = {k: p.with_name(f".{p.name}.tmp{os.getpid()}") for k, p in paths.items()}
+    try:
+        for k, text in texts.items():
+            tmp[k].write_text(text)
+    except BaseException:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+        raise
+    for k in ("jsonl", "md", "json"):  # claims.json last: it is what a partial run merges into
+        os.replace(tmp[k], paths[k])
     return paths

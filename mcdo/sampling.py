@@ -5,8 +5,11 @@ row) in chunks of at most ``max_rows`` rows; there is no Python loop over passes
 Per-image moments are merged across chunks in float64 with Chan's parallel update (never
 E[x^2] - E[x]^2 in float32). Full ``[T, D]`` samples are kept only when asked (covariance
 scores). Each batch is seeded from (seed, its content), so results do not depend on order,
-and is cached under a key of (model, mode, p, T, seed, dtype, chunking, content): an
-interrupted run resumes without recomputing finished batches.
+and is cached under a key of everything that determines its result: a fingerprint of the
+tower's weights, the dropout mode, p, T, seed, dtype, chunking, the runner, the version of
+the sampling code (``SAMPLER_VERSION``) and the batch's content. An interrupted run resumes
+without recomputing finished batches; a cached batch that cannot be read is named and
+recomputed.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
 from .fastpath import CLIPViTRunner, supports
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# Bump when a change to the sampler (masks, fast path, statistics) can change its output: old cached
+# batches are then never read again.
+SAMPLER_VERSION = 2
 
 
 @dataclass
@@ -91,6 +97,61 @@ class _Moments:
         return self.m2 / (self.n - 1) if self.n > 1 else torch.full_like(self.m2, float("nan"))
 
 
+def weights_fingerprint(tower: nn.Module) -> str:
+    """A hash of every parameter and buffer of the tower (names, shapes, values): two towers share cached
+    samples only when their weights are identical."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in [*tower.named_parameters(), *tower.named_buffers()]:
+            h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+            h.update(t.detach().to("cpu", copy=False).contiguous().view(torch.uint8).numpy().tobytes()
+                     if t.numel() else b"")
+    return h.hexdigest()[:24]
+
+
+def _check_args(images, T, p, batch_size: int, max_rows: int, tower: nn.Module) -> None:
+    """Clear errors, naming the argument, for what would otherwise fail deep inside torch or silently."""
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"T must be an integer >= 1 (2 or more to estimate a variance), got {T!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"p must be a dropout probability in [0, 1), got {p!r}")
+    for name, v in (("batch_size", batch_size), ("max_rows", max_rows)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images must be a non-empty [N, C, H, W] tensor, got shape {tuple(images.shape)}")
+        size = expected_size(tower)
+        if size is not None and tuple(images.shape[-2:]) != size:
+            raise ValueError(f"images are {images.shape[-2]}x{images.shape[-1]} but this tower takes {size[0]}x{size[1]}: "
+                             "preprocess them with the model's own transform (enc.preprocess)")
+
+
+def expected_size(tower: nn.Module) -> tuple[int, int] | None:
+    """The input size a vision tower was built for, where it says (open_clip towers, transformers configs)."""
+    size = getattr(tower, "image_size", None)
+    if size is None and hasattr(getattr(tower, "inner", None), "config"):
+        size = getattr(tower.inner.config, "image_size", None)
+    if size is None:
+        return None
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+
+
+def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
+    """A cached batch, or None (with a warning naming it) when the file cannot be read: it is recomputed."""
+    try:
+        with np.load(path) as z:
+            part = {k: z[k] for k in z.files}
+        if not {"mean_pre", "var_pre", "mean_post", "var_post"} <= set(part):
+            raise KeyError(f"keys {sorted(part)}")
+        return part
+    except Exception as e:  # truncated, not a zip, missing keys
+        import warnings
+
+        warnings.warn(f"cached MC batch {path} cannot be read ({type(e).__name__}: {e}); recomputing it", stacklevel=3)
+        return None
+
+
 def _batch_key(base: dict, images: torch.Tensor) -> str:
     h = hashlib.sha256(json.dumps(base, sort_keys=True).encode())
     h.update(images.detach().cpu().contiguous().numpy().tobytes())
@@ -101,7 +162,7 @@ def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: i
                keep_samples: bool) -> dict[str, np.ndarray]:
     b = images.shape[0]
     per_chunk = max(1, max_rows // b)
-    pre, post, kept = _Moments(), _Moments(), []
+    pre, post, kept = _Moments(), _Moments(), None
     devices = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), mc_mode(ctl):
         torch.manual_seed(seed)
@@ -112,14 +173,41 @@ def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: i
             out = runner.suffix(state, t).view(t, b, -1).double()
             pre.update(out)
             post.update(out / out.norm(dim=-1, keepdim=True))
-            if keep_samples:
-                kept.append(out.float().transpose(0, 1).cpu())
+            if keep_samples:  # written in place: no list of chunks and no concatenation
+                if kept is None:
+                    kept = np.empty((b, T, out.shape[-1]), dtype=np.float32)
+                kept[:, done:done + t] = out.float().transpose(0, 1).cpu().numpy()
             done += t
     result = {"mean_pre": pre.mean, "var_pre": pre.var(), "mean_post": post.mean, "var_post": post.var()}
     result = {k: v.cpu().numpy() for k, v in result.items()}
     if keep_samples:
-        result["samples"] = torch.cat(kept, dim=1).numpy()
+        result["samples"] = kept
     return result
+
+
+class _Collector:
+    """Per-image arrays of the batches, in order. With the number of images known (a tensor input) each batch is
+    copied into arrays allocated once and then dropped, so ``keep_samples=True`` peaks near the size of the
+    returned samples (plus one batch); for an iterable of batches they are concatenated at the end (2x)."""
+
+    def __init__(self, n: int | None):
+        self.n, self.filled, self.out, self.parts = n, 0, None, []
+
+    def add(self, part: dict[str, np.ndarray]) -> None:
+        if self.n is None:
+            self.parts.append(part)
+            return
+        if self.out is None:
+            self.out = {k: np.empty((self.n, *v.shape[1:]), dtype=v.dtype) for k, v in part.items()}
+        b = next(iter(part.values())).shape[0]
+        for k, v in part.items():
+            self.out[k][self.filled:self.filled + b] = v
+        self.filled += b
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self.n is not None:
+            return self.out
+        return {k: np.concatenate([p_[k] for p_ in self.parts]) for k in self.parts[0]}
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -152,8 +240,7 @@ def mc_sample(
     otherwise; statistics always float64). ``ctl``: reuse already injected sites (else injected
     here with ``p`` and ``mode`` and removed afterwards).
     """
-    if T < 1:
-        raise ValueError(f"T must be at least 1 (2 or more to estimate a variance), got {T}")
+    _check_args(images, T, p, batch_size, max_rows, tower)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
     own = ctl is None
@@ -162,31 +249,35 @@ def mc_sample(
         runner = make_runner(tower, ctl, DTYPES[dtype])
         batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
         total = -(-images.shape[0] // batch_size) if isinstance(images, torch.Tensor) else None
-        base = dict(model=model_name or type(tower).__name__, mode=ctl.mode, p=ctl.p, T=T, seed=seed, dtype=dtype,
-                    max_rows=max_rows, keep_samples=keep_samples, runner=type(runner).__name__)
-        cache = Path(cache_dir) if cache_dir else None
+        base = dict(model=model_name, weights=weights_fingerprint(tower) if cache_dir else "", mode=ctl.mode, p=ctl.p,
+                    T=int(T), seed=seed, dtype=dtype, max_rows=max_rows, keep_samples=keep_samples,
+                    runner=type(runner).__name__, version=SAMPLER_VERSION)
+        cache = Path(cache_dir).expanduser() if cache_dir else None
         if cache:
-            cache.mkdir(parents=True, exist_ok=True)
+            from .env import ensure_writable
+
+            ensure_writable(cache, "cache_dir")
         device = next(tower.parameters()).device
-        parts: list[dict[str, np.ndarray]] = []
+        parts = _Collector(images.shape[0] if isinstance(images, torch.Tensor) else None)
         from tqdm.auto import tqdm
 
         for batch in tqdm(batches, total=total, desc=f"MC T={T}", unit="batch", disable=not progress, leave=False):
             key = _batch_key(base, batch)
             path = cache / f"{key}.npz" if cache else None
             if path is not None and path.is_file():
-                with np.load(path) as z:
-                    parts.append({k: z[k] for k in z.files})
-                continue
+                part = _load_cached(path)
+                if part is not None:
+                    parts.add(part)
+                    continue
             # masks depend on (seed, content) only: the same in fp32 and bf16, whatever the cache says
             batch_seed = int(_batch_key({"seed": seed}, batch)[:8], 16)
             part = _run_batch(runner, ctl, batch.to(device), T, max_rows, batch_seed, keep_samples)
             if path is not None:
                 _save_atomic(path, part)
-            parts.append(part)
+            parts.add(part)
     finally:
         if own:
             ctl.remove()
-    cat = {k: np.concatenate([p_[k] for p_ in parts]) for k in parts[0]}
+    cat = parts.result()
     return MCResult(T, cat["mean_pre"], cat["var_pre"], cat["mean_post"], cat["var_post"], cat.get("samples"),
                     dict(base))

@@ -10,8 +10,14 @@ SCORES = ("trace_pre", "trace_post", "angular_var", "top_eigenvalue", "effective
           "centroid_distance")
 
 
+def _needs_two_passes(r: MCResult, name: str) -> None:
+    if r.T < 2:
+        raise ValueError(f"{name} needs at least 2 MC passes (T >= 2) to measure a spread; this result has T = {r.T}")
+
+
 def trace_pre(r: MCResult) -> np.ndarray:
-    """Mean per-dimension variance of the unnormalised features (the seed's uncertainty)."""
+    """Mean per-dimension variance of the unnormalised features (the seed's uncertainty); NaN for T = 1, where a
+    variance is undefined."""
     return r.var_pre.mean(axis=1)
 
 
@@ -21,7 +27,8 @@ def trace_post(r: MCResult) -> np.ndarray:
 
 
 def angular_var(r: MCResult) -> np.ndarray:
-    """1 - length of the mean unit vector: 0 when every pass points the same way."""
+    """1 - length of the mean unit vector: 0 when every pass points the same way (needs T >= 2)."""
+    _needs_two_passes(r, "angular_var")
     return 1.0 - np.linalg.norm(r.mean_post, axis=1)
 
 
@@ -29,6 +36,7 @@ def covariance_eigenvalues(r: MCResult) -> np.ndarray:
     """Eigenvalues ``[N, T]`` of each image's ``[D, D]`` dropout covariance, through the T x T Gram matrix."""
     if r.samples is None:
         raise ValueError("covariance scores need the full samples: run mc_sample(..., keep_samples=True)")
+    _needs_two_passes(r, "a dropout covariance (top_eigenvalue, effective_rank, participation_ratio)")
     x = r.samples.astype(np.float64)
     x = x - x.mean(axis=1, keepdims=True)
     gram = np.einsum("ntd,nsd->nts", x, x) / (x.shape[1] - 1)

@@ -8,6 +8,7 @@ class list and template set, so they are computed once.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,29 +81,71 @@ def image_transform(enc: Encoder, resize: str = "model"):
 
 
 def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
-                     batch_size: int = 256, cache: bool = True, progress: bool = False) -> np.ndarray:
-    """[K, D] unit vectors, one per class: normalise each prompt's embedding, average, normalise again."""
+                     batch_size: int = 256, cache: bool = True, progress: bool = False,
+                     shard_classes: int = 50) -> np.ndarray:
+    """[K, D] unit vectors, one per class: normalise each prompt's embedding, average, normalise again.
+
+    Cached per model fingerprint, class list and template set; computed in shards of ``shard_classes`` classes,
+    each written as it finishes, so an interrupted pass resumes where it stopped. A cache file that cannot be read
+    is named and recomputed."""
     temps = templates(template_set)
     key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
     path = env.cache_dir() / "text" / fingerprint(enc) / f"{template_set}-{key}.npy"
     if cache and path.is_file():
-        return np.load(path)
+        emb = _read_npy(path)
+        if emb is not None and emb.shape[0] == len(classnames):
+            return emb
     from tqdm.auto import tqdm
 
-    prompts = [t.format(c) for c in classnames for t in temps]
+    shard_dir = path.with_suffix(".shards")
+    starts = list(range(0, len(classnames), shard_classes))
+    parts = []
+    for s0 in tqdm(starts, desc=f"text {template_set}", disable=not progress, leave=False):
+        shard = shard_dir / f"{s0:06d}.npy"
+        part = _read_npy(shard) if cache and shard.is_file() else None
+        if part is None:
+            part = _encode_classes(enc, classnames[s0:s0 + shard_classes], temps, device, batch_size)
+            if cache:
+                _save_npy(shard, part)
+        parts.append(part)
+    emb = np.concatenate(parts)
+    if cache:
+        _save_npy(path, emb)
+        for f in shard_dir.glob("*.npy"):
+            f.unlink()
+        shard_dir.rmdir()
+    return emb
+
+
+def _encode_classes(enc: Encoder, names: list[str], temps: tuple[str, ...], device: str, batch_size: int) -> np.ndarray:
+    prompts = [t.format(c) for c in names for t in temps]
     out = []
     with torch.no_grad():
-        for i in tqdm(range(0, len(prompts), batch_size), desc="text", disable=not progress, leave=False):
+        for i in range(0, len(prompts), batch_size):
             f = enc.encode_text(enc.tokenizer(prompts[i:i + batch_size]).to(device)).float()
             out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
-    emb = torch.cat(out).reshape(len(classnames), len(temps), -1).mean(1)
-    emb = torch.nn.functional.normalize(emb, dim=-1).numpy().astype(np.float32)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
-    return emb
+    emb = torch.cat(out).reshape(len(names), len(temps), -1).mean(1)
+    return torch.nn.functional.normalize(emb, dim=-1).numpy().astype(np.float32)
+
+
+def _read_npy(path) -> np.ndarray | None:
+    try:
+        return np.load(path)
+    except Exception as e:  # truncated or not an array file
+        import warnings
+
+        warnings.warn(f"cached text embeddings {path} cannot be read ({type(e).__name__}: {e}); recomputing them",
+                      stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _save_npy(path, arr: np.ndarray) -> None:
+    """Write then rename: a file on disk is always complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
+    np.save(tmp, arr)
+    tmp.replace(path)
 
 
 def _normalisation(enc: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -249,7 +249,7 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
     from mcdo import report
     from mcdo.figures import make_figures
 
-    figures = make_figures([], ctx, tmp_path)
+    figures, _ = make_figures([], ctx, tmp_path)
     assert ("OOD score distributions, softmax vs sigmoid MCM", "figures/ood_scores.png") in figures
     md = report.markdown(recs["OOD-08"])
     assert "## OOD tables (OOD-08)" in md and md.count("| mean |") == 3

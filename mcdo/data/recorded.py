@@ -109,26 +109,33 @@ def _read(model: str, T: int) -> NestedTrials:
     return NestedTrials(model, T, pre, post, paths.astype(str))
 
 
+def _paths(model: str, T: int) -> np.ndarray | None:
+    """The image paths of one trial file, or None when they cannot be read (that file's own reader says why)."""
+    try:
+        with np.load(env.recorded_dir() / f"exp0_nested_mc/{model}/exp0_trials_T{T}.npz", allow_pickle=False) as z:
+            return z["paths"].astype(str)
+    except Exception:
+        return None
+
+
 def nested_trials(model: str, T: int) -> NestedTrials:
     """The exp0 nested-MC trials of a recorded model at T passes, checked, with its images in the order of the
-    model's first trial file: a file that lists the same images in another order is aligned by path, one with
-    other images is refused (comparing across T must compare the same images)."""
+    model's first trial file whose paths can be read: a file that lists the same images in another order is
+    aligned by path, one with other images is refused (comparing across T must compare the same images)."""
     if T not in available_T(model):
         have = available_T(model)
         raise BadRecordedFile(f"recorded trials of {model} at T={T} (no exp0_nested_mc/{model}/exp0_trials_T{T}.npz"
                               + (f"; this model has T = {', '.join(map(str, have))}" if have else "") + ")",
                               "use a T the recorded folder has, or add that file")
     trials = _read(model, T)
-    first = min(available_T(model))
-    if T == first:
-        return trials
-    ref = _read(model, first).paths
-    if np.array_equal(trials.paths, ref):
+    ref_T, ref = next(((t, q) for t in available_T(model) if t != T and (q := _paths(model, t)) is not None),
+                      (None, None))
+    if ref is None or ref_T > T or np.array_equal(trials.paths, ref):  # the first readable file sets the order
         return trials
     where = {p: i for i, p in enumerate(trials.paths)}
     if len(where) != len(trials.paths) or set(where) != set(ref):
         raise BadRecordedFile(f"recorded file exp0_nested_mc/{model}/exp0_trials_T{T}.npz (its {len(trials.paths)} "
-                              f"images are not the {len(ref)} of exp0_trials_T{first}.npz)",
+                              f"images are not the {len(ref)} of exp0_trials_T{ref_T}.npz)",
                               "the trial files of one model must cover the same images")
     order = np.array([where[p] for p in ref])
     return NestedTrials(model, T, trials.pre[:, order], trials.post[:, order], trials.paths[order])

@@ -2,7 +2,6 @@
 model itself (or its random-weight stand-in, for the pipeline tests) on the run's device."""
 from __future__ import annotations
 
-import os
 from functools import partial
 
 from .. import env
@@ -90,7 +89,7 @@ def load_model(ctx: Context, model: str):
         return load(stand_in.name, pretrained=ctx.pretrained, backend=backend, device=device, progress=ctx.progress)
 
     enc = ctx.cached(f"model/{model}/{backend}/{device}", make)  # loaded once per run, shared by the claims
-    return enc, dict(batch_size=ctx.batch_size, device=device, workers=min(8, os.cpu_count() or 1),
+    return enc, dict(batch_size=ctx.batch_size, device=device, workers=env.default_workers(8),
                      precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress)
 
 

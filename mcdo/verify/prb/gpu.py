@@ -39,9 +39,12 @@ def prb05(ctx: Context) -> list[Record]:
                       reason=f"top-1 {100 * acc:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] (Clopper-Pearson) with "
                              f"CLIP's 80-template ensemble on {n} images of {classes} classes"
                              + ("" if classes == 1000 else "; not the whole validation set, so the value is not "
-                                "comparable") + (f"; unreadable files skipped: {len(feats.failed)}" if feats.failed
+                                "comparable") + (f"; unreadable files skipped: {len(feats.failed)} ("
+                                                 + ", ".join(p.rsplit("/", 1)[-1] for p in feats.failed[:3]) + ")"
+                                                 if feats.failed
                                                  else ""),
                       config=dict(model=model, backend=backend, templates="openai", n_images=n,
-                                  **stand_in_config(ctx, model)))
+                                  **stand_in_config(ctx, model)),
+                      details={"unreadable_files": feats.failed[:50]})
 
     return per_model("PRB-05", tuple(PRB05), one)
