@@ -11,7 +11,7 @@ from .verify import catalog
 from .verify.records import SKIPPED, Record
 
 _MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "❔ inconclusive",
-         "skipped": "⏭ skipped"}
+         "consistent with source": "☑ consistent with source", "skipped": "⏭ skipped"}
 
 
 def _fmt(x) -> str:
@@ -61,9 +61,12 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
                  + ", ".join(f"{t} {a}/{b}" for t, (a, b) in cov.items()) + ".")
     lines.append("**Records**: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in _MARK) + ".")
     lines.append("")
-    lines.append("Measured values carry a 95% CI (method in each reason). Verdicts: reproduced = the CI meets the "
-                 "expected value at its stated precision (or is wholly on the claimed side); inconclusive = the CI "
-                 "straddles the claimed threshold; skipped = what is missing, and how to supply it. A zero-width "
+    lines.append("Measured values carry a 95% CI (method in each reason). Verdicts: reproduced = the whole CI lies "
+                 "within the claim's equivalence margin (given, with why, in each reason) or wholly on the claimed "
+                 "side; not reproduced = wholly outside it or on the other side; inconclusive = the CI straddles an "
+                 "edge (the reason says how many images would decide); consistent with source = the source's own "
+                 "summary figure checked (no data to recompute it from); skipped = what is missing, and how to "
+                 "supply it. A zero-width "
                  "interval marks an exact figure with no sampling in it (a count, a dimension, an identity, or a "
                  "gate outcome whose figures' CIs, given in the reason, all lie on one side of their thresholds).")
     by_id: dict[str, list[Record]] = {}

@@ -154,8 +154,54 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
     # MCD-09 / MCD-10 (SigLIP2 stand-in): 1 image per synset, centroid distance of unit features
     r10 = more["MCD-10"][0]
     assert r10.config["n_images"] + r10.config["unreadable"] == 4 and "up to 1 each" in r10.config["images"]
+
+    # MCD-07: the gate's three figures of each model against naive formulas
+    for r in gate.values():
+        t = ctx.memo[f"mcd-gpu/{r.model}"]["trials"]
+        k = t.shape[0]
+        msb = k * t.mean(0).var(ddof=1)  # one-way ANOVA: images are the groups, trials the repeats
+        msw = ((t - t.mean(0)) ** 2).sum() / (t.shape[1] * (k - 1))
+        rhos = [spearmanr(t[i], t[j]).statistic for i in range(k) for j in range(i + 1, k)]
+        fig = r.details["figures"]
+        assert fig["icc"] == pytest.approx((msb - msw) / (msb + (k - 1) * msw))
+        assert fig["spearman"] == pytest.approx(np.median(rhos))
+        assert fig["snr"] == pytest.approx(t.mean(0).var(ddof=1) / t.var(0, ddof=1).mean())
+
+    # MCD-09, MCD-10, MCD-12 on the SigLIP2 stand-in (tiny-siglip), MCD-13 across both, all computed directly
+    sig = random_encoder("tiny-siglip")
+    rng = np.random.default_rng(0)
+    pick = []
+    for c in np.unique(ids.labels):
+        members = np.flatnonzero(ids.labels == c)
+        pick += sorted(rng.choice(members, size=1, replace=False).tolist())
+    paths1 = [ids.paths[i] for i in pick if ids.paths[i].name != "broken.JPEG"]
+    with torch.no_grad():
+        xs = torch.stack([sig.preprocess(Image.open(p).convert("RGB")) for p in paths1])
+        fs = sig.encode_image(xs).double().numpy()
+        text = sig.encode_text(sig.tokenizer([f"a photo of a {c}" for c in imagenet_classnames()])).double().numpy()
+    fs /= np.linalg.norm(fs, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    us = scores.trace_pre(mc_sample(sig.vision_tower, xs, seed=0, progress=False, **kw))
+    ps = softmax(sig.logit_scale * fs @ text.T + sig.logit_bias, axis=1)
+    assert more["MCD-09"][0].measured == pytest.approx(spearmanr(us, -(ps * np.log(ps)).sum(1)).statistic, abs=1e-6)
+    centre = fs.mean(0) / np.linalg.norm(fs.mean(0))
+    assert more["MCD-10"][0].measured == pytest.approx(spearmanr(us, 1 - fs @ centre).statistic, abs=1e-6)
+    good_paths = [p for p, _ in good]
+    with torch.no_grad():
+        xh = torch.stack([sig.preprocess(Image.open(p).convert("RGB").filter(ImageFilter.GaussianBlur(15)))
+                          for p in good_paths])
+        x0 = torch.stack([sig.preprocess(Image.open(p).convert("RGB")) for p in good_paths])
+    heavy = scores.trace_pre(mc_sample(sig.vision_tower, xh, seed=0, progress=False, **kw))
+    sig_trials = ctx.memo["mcd-gpu/siglip2_b16"]["trials"]
+    assert more["MCD-12"][0].measured == pytest.approx(np.mean(heavy < sig_trials[0]))
+    ranks = {}
+    for name, e, xx in (("clip", enc, torch.stack([enc.preprocess(Image.open(p).convert("RGB")) for p in good_paths])),
+                        ("siglip", sig, x0)):
+        r = mc_sample(e.vision_tower, xx, seed=0, keep_samples=True, progress=False, **kw)
+        ranks[name] = scores.effective_rank(r).mean()
     (erank,) = more["MCD-13"]
-    assert np.isfinite(erank.measured) and erank.ci[0] <= erank.measured <= erank.ci[1]
+    assert erank.measured == pytest.approx(ranks["clip"] - ranks["siglip"])
+    assert erank.ci[0] <= erank.measured <= erank.ci[1]
 
 
 def _single_prompt_text(enc) -> np.ndarray:

@@ -192,3 +192,49 @@ def test_prepared_weights_follow_parameter_changes(tiny):
     finally:
         with torch.no_grad():
             tower.proj.div_(2.0)
+
+
+def test_prepared_weights_are_keyed_on_p():
+    """Fresh towers (no fixture shared with other tests, so no test order can hide it): weights prepared for one p
+    are never used at another."""
+    from mcdo.testing import random_encoder
+
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    kw = dict(T=16, progress=False, batch_size=3)
+    first = random_encoder("tiny-clip", 5).vision_tower
+    mc_sample(first, x, p=0.01, **kw)  # prepares (and caches) weights scaled for p = 0.01
+    reused = mc_sample(first, x, p=0.3, **kw)
+    fresh = mc_sample(random_encoder("tiny-clip", 5).vision_tower, x, p=0.3, **kw)
+    np.testing.assert_array_equal(reused.var_pre, fresh.var_pre)
+    np.testing.assert_array_equal(reused.mean_pre, fresh.mean_pre)
+
+
+@pytest.mark.parametrize("mode", ["as_published", "faithful"])
+def test_every_site_adds_variance_on_the_fast_path_as_in_the_naive_loop(tiny, mode):
+    """Site by site (dropout at one site only): the fast path's trace is positive wherever the naive loop's is, and
+    of the same size. A site the fast path forgot (e.g. the last block's MLP, which it evaluates for the CLS token
+    only) gives exactly 0 there, whatever the sampling error of the full trace."""
+    from mcdo.dropout import audit
+
+    tower = tiny["tiny-clip"].vision_tower
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    ctl = inject_uniform_linear_dropout(tower, 0.1, mode)
+    try:
+        sites = audit(ctl, x[:1])["sites"]
+        live = []
+        for site in sites:
+            ctl.only = site
+            torch.manual_seed(0)
+            with torch.no_grad(), mc_mode(ctl):
+                naive = torch.stack([tower(x) for _ in range(64)]).double().var(0, unbiased=True).mean().item()
+            if naive == 0.0:
+                continue  # a site that cannot change the output (the audit's silent sites)
+            live.append(site)
+            core = mc_sample(tower, x, T=64, ctl=ctl, batch_size=3, max_rows=192, progress=False)
+            trace = float(core.var_pre.mean())
+            assert trace > 0, f"{mode}: no variance from {site} on the fast path"
+            assert 0.5 < trace / naive < 2.0, (site, trace, naive)
+    finally:
+        ctl.only = None
+        ctl.remove()
+    assert len(live) >= (4 if mode == "as_published" else 8)

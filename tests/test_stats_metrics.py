@@ -252,3 +252,38 @@ def test_fpr_at_tpr_closest_differs_from_at_least_rule():
     # 11 positives: 10/11 = 0.909 (distance 0.041) beats 11/11 (0.05): the closest rule keeps fewer positives
     assert S.fpr_at_tpr_closest(s, y) <= S.fpr_at_tpr(s, y)
     assert S.fpr_at_tpr_closest(s, y) == pytest.approx(_fpr_closest_naive(s, y))
+
+
+def _ece_naive(conf, correct, n_bins):
+    """Equal-width bins (lo, hi] over (0, 1], one sample at a time: bin = ceil(conf * n_bins) - 1."""
+    sums = {}
+    for c, k in zip(conf, correct):
+        b = min(max(int(np.ceil(c * n_bins)) - 1, 0), n_bins - 1)
+        s = sums.setdefault(b, [0, 0.0, 0.0])
+        s[0] += 1
+        s[1] += c
+        s[2] += k
+    n = len(conf)
+    return sum(m / n * abs(acc / m - cs / m) for m, cs, acc in sums.values())
+
+
+def test_ece_bins_matter_and_match_a_naive_loop(rng):
+    """Data where the binning decides the value: over-confident in high bins, under-confident in low ones, so that
+    one bin (errors cancel) or two bins give other numbers; the confidence = 1.0 edge goes to the last bin
+    (bins are (lo, hi]; torchmetrics puts 1.0 in a bin of its own past the last edge, which changes nothing when
+    the last bin's accuracy is computed the same way, but is stated here because it is a convention)."""
+    n, k = 3000, 4
+    conf = np.r_[rng.uniform(0.3, 0.45, n // 2), rng.uniform(0.85, 1.0, n // 2 - 10), np.ones(10)]
+    correct = np.r_[rng.random(n // 2) < conf[: n // 2] + 0.3, rng.random(n // 2) < conf[n // 2:] - 0.3].astype(int)
+    # probs with that top-1 confidence; the rest spread evenly; label = argmax when correct
+    probs = np.empty((n, k))
+    probs[:, 0] = conf
+    probs[:, 1:] = ((1 - conf) / (k - 1))[:, None]
+    labels = np.where(correct == 1, 0, 1 + rng.integers(0, k - 1, n))
+    labels[conf == 1.0] = 0  # a confidence of exactly 1 on the true class
+    correct = (labels == 0).astype(int)
+    got = S.ece(probs, labels, n_bins=15)
+    assert got == pytest.approx(_ece_naive(conf, correct, 15), abs=1e-12)
+    one_bin = abs(correct.mean() - conf.mean())
+    assert abs(got - one_bin) > 0.1 and got > 0.2  # one bin lets the two miscalibrations cancel
+    assert abs(S.ece(probs, labels, n_bins=2) - got) > 0.01  # the bin count matters here

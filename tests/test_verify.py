@@ -9,8 +9,8 @@ import pytest
 from mcdo import cli, report
 from mcdo.errors import MissingResource
 from mcdo.verify import catalog, engine
-from mcdo.verify.records import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict,
-                                 value_verdict)
+from mcdo.verify.records import (CONSISTENT, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record,
+                                 direction_verdict, equivalence_verdict, judge, n_to_decide)
 
 CLAIMS_MD = Path(__file__).resolve().parents[2] / "shared" / "CLAIMS.md"
 
@@ -29,13 +29,65 @@ def test_registry_holds_every_id_of_claims_md():
 
 
 def test_value_and_direction_rules():
-    assert value_verdict((0.45, 0.52), 0.49, 0.005) == REPRODUCED
-    assert value_verdict((0.50, 0.52), 0.49, 0.005) == NOT_REPRODUCED
-    assert value_verdict((0.40, 0.4951), 0.50, 0.005) == REPRODUCED  # touches the precision interval
+    assert equivalence_verdict((0.45, 0.52), 0.49, 0.05) == REPRODUCED
+    assert equivalence_verdict((0.55, 0.60), 0.49, 0.05) == NOT_REPRODUCED
+    assert equivalence_verdict((0.40, 0.52), 0.49, 0.05) == INCONCLUSIVE  # straddles the lower edge
+    # a wide CI confirms nothing (the old rule called MCD-03's [0.886, 1.151] against 1.0 +- 0.05 reproduced, and
+    # would have for any CI overlapping 0.95..1.05)
+    assert equivalence_verdict((0.5, 1.5), 1.0, 0.2) == INCONCLUSIVE
+    # MCD-09 proxy seed 1: 0.110 [0.009, 0.209] is not "~0": it is inconclusive against 0 +- 0.1
+    verdict, note = judge("MCD-09", (0.009, 0.209), 0.0, n=400)
+    assert verdict == INCONCLUSIVE and "images would decide" in note and "Cohen" in note
     assert direction_verdict((0.51, 0.6), 0.5) == REPRODUCED
     assert direction_verdict((0.45, 0.6), 0.5) == INCONCLUSIVE
     assert direction_verdict((0.3, 0.45), 0.5) == NOT_REPRODUCED
     assert direction_verdict((-0.3, -0.1), 0.0, above=False) == REPRODUCED
+
+
+def test_n_to_decide_by_simulation(rng):
+    """Half-width ~ 1/sqrt(n): the predicted n makes the CI fit inside the margin, checked by simulating means."""
+    # centre 0.05 from expected 0, margin 0.1: room 0.05; half-width 0.1 at n = 400 -> 400 * (0.1 / 0.05)^2 = 1600
+    assert n_to_decide((-0.05, 0.15), 0.0, 0.1, 400) == pytest.approx(1600)
+    sd = 0.1 * np.sqrt(400) / 1.96  # the per-image sd that gives half-width 0.1 at n = 400
+    n = int(n_to_decide((-0.05, 0.15), 0.0, 0.1, 400))
+    means = rng.normal(0.05, sd, size=(2000, n)).mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    assert equivalence_verdict((lo, hi), 0.0, 0.1 + 1e-3) == REPRODUCED
+    assert n_to_decide((0.1, 0.3), 0.0, 0.2, 50) == float("inf")  # centred on the edge
+
+
+def test_every_implemented_value_claim_has_a_margin_with_a_reason():
+    value_claims = {c for c, _ in engine.implemented() if catalog.get(c).comparison == "value"}
+    assert value_claims <= set(catalog.MARGINS)
+    assert all(len(m.why) > 20 for m in catalog.MARGINS.values())
+    # one table, one margin: PRB-02's two approximate counts are judged alike
+    assert catalog.margin("PRB-02").relative
+
+
+def test_summary_checks_are_labelled_consistent_not_reproduced(monkeypatch):
+    if not (CLAIMS_MD.parent / "recorded").is_dir():
+        pytest.skip("needs ../shared/recorded")
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(CLAIMS_MD.parent / "recorded"))
+    for claim_id in ("MCD-11", "MCD-12", "MCD-18"):
+        (r,) = engine.evaluate(claim_id, "recorded", engine.Context(progress=False))
+        assert r.verdict == CONSISTENT and "not a reproduction" in r.reason, (claim_id, r.verdict)
+
+
+def test_bootstrap_of_trials_resamples_images_not_trials(rng):
+    """The recorded tier's CI resamples images (axis 1 of [K, N]): each image's value is constant across trials
+    here, so resampling trials would give a zero-width CI; resampling images matches a naive loop."""
+    from mcdo import stats as S
+
+    x = np.repeat(rng.normal(size=(1, 50)), 6, axis=0)  # [K=6, N=50]
+
+    def mean_of_image_means(a):
+        return float(a.mean())
+
+    lo, hi = S.bootstrap_ci(mean_of_image_means, x, axis=1, n_boot=300, seed=3)
+    assert hi - lo > 0.1
+    r = np.random.default_rng(3)
+    naive = [x[:, r.integers(0, 50, 50)].mean() for _ in range(300)]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])))
 
 
 def test_unknown_id_and_wrong_tier_are_clear_errors():
@@ -137,3 +189,52 @@ def test_each_evaluator_lives_in_its_family_and_tier_module():
     misplaced = {pair: fn.__module__ for pair, fn in engine._EVALUATORS.items()
                  if fn.__module__ != f"mcdo.verify.{pair[0].split('-')[0].lower()}.{pair[1]}"}
     assert not misplaced
+
+
+def test_ci_run_fails_without_the_shared_folder(tmp_path):
+    """CI always has ../shared: a run without it would skip the recorded tier and stay green, so it fails."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "clone"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / ".ci/run", repo / ".ci/run")
+    out = subprocess.run(["bash", str(repo / ".ci/run")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "../shared" in out.stderr
+
+
+def test_a_crashing_evaluator_is_never_an_expected_failure(monkeypatch):
+    """A finding's strict xfail expects the claim's AssertionError only: an evaluator that crashes (here an
+    AxisError injected into MCD-13's proxy evaluator) raises through and fails the test."""
+    import _harness
+
+    marks = {p.id: p.marks for p in _harness.params("MCD")}
+    for claim_id, tier in catalog.FINDINGS:
+        if claim_id.startswith("MCD"):
+            (xfail,) = [m for m in marks[f"{claim_id}-{tier}"] if m.name == "xfail"]
+            assert xfail.kwargs["strict"] and xfail.kwargs["raises"] is AssertionError
+
+    def crash(ctx):
+        raise np.exceptions.AxisError("injected")
+
+    monkeypatch.setitem(engine._EVALUATORS, ("MCD-13", "proxy"), crash)
+    with pytest.raises(np.exceptions.AxisError):
+        _harness.check("MCD-13", "proxy", engine.Context(progress=False), [])
+
+
+def test_findings_text_comes_from_the_data_and_drift_is_caught():
+    from mcdo.verify import findings
+
+    data = findings.load()
+    assert set(data) == {f"{c}/{t}" for c, t in catalog.FINDINGS}  # every finding has its figures
+    claim_id, tier = "MCD-13", "proxy"
+    rows = data[f"{claim_id}/{tier}"]
+    text = findings.text(claim_id, tier)
+    assert all(f"{r['measured']:.3f}" in text for r in rows)
+    fresh = [Record(claim_id, tier, r["model"], r["verdict"], r["measured"], tuple(r["ci"]) if r["ci"] else None)
+             for r in rows]
+    findings.check(claim_id, tier, fresh)  # the figures as recorded: no drift
+    fresh[0].measured += 0.5
+    with pytest.raises(findings.FindingDrift, match="moved"):
+        findings.check(claim_id, tier, fresh)
+    assert not issubclass(findings.FindingDrift, AssertionError)

@@ -9,33 +9,32 @@ from scipy import stats as sst
 from .. import stats as S
 from .engine import Context
 from .proxy_measure import SETTINGS
-from .records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict, value_verdict
+from .records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict, judge
 
 
 def spearman_median(x: np.ndarray) -> float:
     return S.pairwise_spearman(x).median
 
 
-# MCD-03..06: one reliability figure of one recorded model against the seed's value (name, function, value,
-# half-width of the precision the seed states it with); the recorded and gpu tiers evaluate the same table
+# MCD-03..06: one reliability figure of one recorded model against the seed's value (name, function, value), judged
+# with the claim's equivalence margin; the recorded and gpu tiers evaluate the same table
 FIGURE_CLAIMS = {
-    "MCD-03": ("clip_b32", "SNR", S.snr, 1.0, 0.05),
-    "MCD-04": ("clip_b32", "pairwise Spearman (median)", spearman_median, 0.49, 0.005),
-    "MCD-05": ("siglip2_b16", "SNR", S.snr, 15.0, 0.05),
-    "MCD-06": ("siglip2_b16", "pairwise Spearman (median)", spearman_median, 0.93, 0.005),
+    "MCD-03": ("clip_b32", "SNR", S.snr, 1.0),
+    "MCD-04": ("clip_b32", "pairwise Spearman (median)", spearman_median, 0.49),
+    "MCD-05": ("siglip2_b16", "SNR", S.snr, 15.0),
+    "MCD-06": ("siglip2_b16", "pairwise Spearman (median)", spearman_median, 0.93),
 }
 
 
-def figure_record(claim_id: str, tier: str, model: str, x: np.ndarray, name: str, fn, expected: float, half: float,
+def figure_record(claim_id: str, tier: str, model: str, x: np.ndarray, name: str, fn, expected: float,
                   ctx: Context, config: dict) -> Record:
     """One reliability figure of ``[K, N]`` trials against its expected value: bootstrap CI over images
     (the verdict) and a delete-one-trial jackknife CI (in the details)."""
     value = fn(x)
     ci = S.bootstrap_ci(fn, x, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
     ci_trials = S.jackknife_ci_trials(fn, x)
-    verdict = value_verdict(ci, expected, half)
-    reason = (f"{name} = {value:.3f}, 95% CI over images [{ci[0]:.3f}, {ci[1]:.3f}] vs expected {expected} "
-              f"(+-{half} stated precision)")
+    verdict, note = judge(claim_id, ci, expected, n=x.shape[1])
+    reason = f"{name} = {value:.3f}, 95% CI over images [{ci[0]:.3f}, {ci[1]:.3f}] vs expected {expected}; {note}"
     return Record(claim_id, tier, model, verdict, value, ci, reason=reason, config=config,
                   details={"ci_over_trials_jackknife": ci_trials, "ci_method": "percentile bootstrap over images"})
 
@@ -79,37 +78,42 @@ def proxy_name(m) -> str:
 
 
 def rho_record(ctx, claim_id, m, other, other_name, expect, tier: str = "proxy", model: str | None = None) -> Record:
-    """Spearman(trace_pre, other) with a bootstrap CI; ``expect``: "zero" (+-0.05), "positive", or a value."""
+    """Spearman(trace_pre, other) with a bootstrap CI; ``expect``: "zero" or a value (judged with the claim's
+    equivalence margin), or "positive" (a direction)."""
     value = rho(m.uncertainty, other)
     ci = S.bootstrap_ci(rho, m.uncertainty, other, n_boot=ctx.n_boot, seed=ctx.seed)
-    if expect == "zero":
-        verdict, expected = value_verdict(ci, 0.0, 0.05), "~0 (+-0.05)"
-    elif expect == "positive":
+    note = ""
+    if expect == "positive":
         verdict, expected = direction_verdict(ci, 0.0), "> 0 (direction)"
     else:
-        verdict, expected = value_verdict(ci, float(expect), 0.005), f"{expect} (+-0.005)"
+        target = 0.0 if expect == "zero" else float(expect)
+        verdict, note = judge(claim_id, ci, target, n=m.uncertainty.size)
+        expected = "~0" if expect == "zero" else f"{expect}"
+        note = "; " + note
     return Record(claim_id, tier, model or proxy_name(m), verdict, value, ci, expected=expected,
                   reason=f"Spearman(trace_pre, {other_name}) = {value:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] "
-                         f"(N={m.uncertainty.size}, zero-shot accuracy {m.accuracy:.3f})", config=dict(m.config))
+                         f"(N={m.uncertainty.size}, zero-shot accuracy {m.accuracy:.3f}){note}", config=dict(m.config))
 
 
 def blur_record(claim_id, m, which: str, direction: str, tier: str = "proxy", model: str | None = None,
-                 expected_value: float | None = None, half: float = 0.0, how: str | None = None) -> Record:
+                expected_value: float | None = None, how: str | None = None) -> Record:
     """Fraction of images whose trace_pre moved in ``direction`` under blur: a majority (direction) or,
-    with ``expected_value``, that fraction at the seed's stated precision; binomial CI, Wilcoxon p."""
+    with ``expected_value``, that fraction within the claim's equivalence margin; binomial CI, Wilcoxon p."""
     r = S.paired_change(m.uncertainty, m.blurred[which])
     frac = r.frac_increased if direction == "increased" else r.frac_decreased
     ci = S.binomial_ci(round(frac * r.n), r.n)
     p = r.p_greater if direction == "increased" else r.p_less
+    note = ""
     if expected_value is None:
         verdict, expected = direction_verdict(ci, 0.5), f"majority {direction} (direction)"
     else:
-        verdict, expected = value_verdict(ci, expected_value, half), f"{expected_value:.1%} {direction}"
+        verdict, note = judge(claim_id, ci, expected_value, n=r.n)
+        expected, note = f"{expected_value:.1%} {direction}", "; " + note
     how = how or f"sigma {SETTINGS['blur_sigmas'][which]} px"
     return Record(claim_id, tier, model or proxy_name(m), verdict, frac, ci, expected=expected,
                   reason=f"{which} blur ({how}): fraction {direction} {frac:.3f} "
                          f"[{ci[0]:.3f}, {ci[1]:.3f}], one-sided Wilcoxon p = {p:.2g}, mean change "
-                         f"{r.mean_relative_change:+.1%}", config=dict(m.config, blur=which), details=r.as_dict())
+                         f"{r.mean_relative_change:+.1%}{note}", config=dict(m.config, blur=which), details=r.as_dict())
 
 
 def erank_record(ctx, a, b, tier: str, model: str, name_a: str, name_b: str) -> Record:

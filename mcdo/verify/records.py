@@ -1,9 +1,11 @@
 """Result records and the verdict rules that produce them.
 
-Tolerances come from the sampling distribution: a figure's confidence interval
-(bootstrap over images, a binomial or analytic interval) is compared with the
-expected value widened only by the precision the seed states it with (0.49
-means 0.485 to 0.495). Nothing else widens a tolerance.
+A value claim is judged by equivalence: its registry entry holds a margin (``catalog.MARGINS``, each with why a
+difference that large would matter for the claim), and the figure's confidence interval (bootstrap over images,
+a binomial or analytic interval) decides: reproduced when the whole CI lies within expected +- margin, not
+reproduced when it lies wholly outside, inconclusive otherwise, with the number of images that would decide.
+A wide CI therefore confirms nothing. A check of the source's own summary figures (no raw data to recompute
+from) is ``consistent with source``, never ``reproduced``.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Any
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
+CONSISTENT = "consistent with source"  # the source's own summary figure checked, not recomputed from data
 SKIPPED = "skipped"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, SKIPPED)
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, CONSISTENT, SKIPPED)
 
 
 @dataclass
@@ -60,10 +63,41 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def value_verdict(ci: tuple[float, float], expected: float, half_width: float = 0.0) -> str:
-    """Reproduced when the CI meets the expected value's stated precision interval, else not reproduced."""
+def equivalence_verdict(ci: tuple[float, float], expected: float, margin: float) -> str:
+    """Reproduced when the whole CI lies within expected +- margin, not reproduced when it lies wholly outside,
+    inconclusive when it straddles an edge of the margin."""
     lo, hi = ci
-    return REPRODUCED if lo <= expected + half_width and hi >= expected - half_width else NOT_REPRODUCED
+    if expected - margin <= lo and hi <= expected + margin:
+        return REPRODUCED
+    if hi < expected - margin or lo > expected + margin:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def n_to_decide(ci: tuple[float, float], expected: float, margin: float, n: int) -> float:
+    """About how many images (or trials: whatever ``n`` counts) an inconclusive equivalence verdict needs, if the
+    CI's half-width shrinks as 1/sqrt(n) around the same centre: the half-width must fit between the centre and
+    the nearer edge of the margin. Infinite when the centre sits on an edge."""
+    lo, hi = ci
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    room = abs(margin - abs(centre - expected))
+    return math.inf if room == 0 else n * (half / room) ** 2
+
+
+def judge(claim_id: str, ci: tuple[float, float], expected: float, n: int | None = None) -> tuple[str, str]:
+    """The verdict of a value claim against its registry margin, and a sentence saying so (with, for an
+    inconclusive verdict, how many images would decide it)."""
+    from . import catalog
+
+    m = catalog.margin(claim_id)
+    half = m.half_width(expected)
+    verdict = equivalence_verdict(ci, expected, half)
+    note = f"equivalence margin {m.describe(expected)}: [{expected - half:.4g}, {expected + half:.4g}]"
+    if verdict == INCONCLUSIVE and n:
+        need = n_to_decide(ci, expected, half, n)
+        note += f"; the CI straddles its edge: about {need:,.0f} images would decide" if math.isfinite(need) else \
+            "; the CI is centred on its edge: no sample size decides"
+    return verdict, note
 
 
 def direction_verdict(ci: tuple[float, float], threshold: float = 0.0, above: bool = True) -> str:

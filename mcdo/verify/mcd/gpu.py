@@ -212,10 +212,10 @@ def harness_run(ctx: Context, key: str) -> dict:
     return ctx.cached(f"mcd-gpu-harness/{key}", make)
 
 
-def _figure(claim_id: str, key: str, name: str, fn, expected: float, half: float):
+def _figure(claim_id: str, key: str, name: str, fn, expected: float):
     def evaluator(ctx: Context) -> list[Record]:
         m = reliability(ctx, key)
-        return [figure_record(claim_id, TIER, key, m["trials"], name, fn, expected, half, ctx, m["config"])]
+        return [figure_record(claim_id, TIER, key, m["trials"], name, fn, expected, ctx, m["config"])]
 
     evaluator.__doc__ = f"{claim_id} on the gpu tier: {name} of trace_pre over trials, {MODELS[key]}."
     return evaluates(claim_id, TIER)(evaluator)
@@ -284,7 +284,7 @@ def _blurred(ctx: Context, key: str) -> ProxyMeasure:
 @evaluates("MCD-11", TIER)
 def mcd11(ctx: Context) -> list[Record]:
     """CLIP B-32, blur radius 5: fraction of images whose uncertainty rose, against 80%."""
-    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, "clip_b32", 0.80, 0.005,
+    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, "clip_b32", 0.80,
                         how="PIL Gaussian blur radius 5 px before preprocessing")]
 
 
@@ -292,7 +292,7 @@ def mcd11(ctx: Context) -> list[Record]:
 def mcd12(ctx: Context) -> list[Record]:
     """SigLIP2 B-16, blur radius 15: fraction of images whose uncertainty fell, against 75.6%."""
     return [blur_record("MCD-12", _blurred(ctx, "siglip2_b16"), "heavy", "decreased", TIER, "siglip2_b16", 0.756,
-                        0.0005, how="PIL Gaussian blur radius 15 px before preprocessing")]
+                        how="PIL Gaussian blur radius 15 px before preprocessing")]
 
 
 @evaluates("MCD-13", TIER)

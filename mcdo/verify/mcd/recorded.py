@@ -15,7 +15,7 @@ from ...data import recorded as R
 from ...errors import MissingResource
 from ..engine import Context, evaluates
 from ..builders import FIGURE_CLAIMS, figure_record, gate_record, spearman_median
-from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, value_verdict
+from ..records import CONSISTENT, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, judge
 
 TIER = "recorded"
 _CONFIG = dict(source="fwromano/mcdo-vlm-uncertainty@2e22945 outputs/", p=0.01, trials=10, n_images=500,
@@ -34,9 +34,9 @@ def _config(x: np.ndarray, model: str, T) -> dict:
                     source=f"{env.recorded_dir()}/exp0_nested_mc/{model}", data=f"{x.shape[1]} images (the run's paths)")))
 
 
-def _figure_record(ctx: Context, claim_id: str, model: str, name: str, fn, expected: float, half: float) -> Record:
+def _figure_record(ctx: Context, claim_id: str, model: str, name: str, fn, expected: float) -> Record:
     x = _trials(ctx, model, 64).pre
-    return figure_record(claim_id, TIER, model, x, name, fn, expected, half, ctx, _config(x, model, 64))
+    return figure_record(claim_id, TIER, model, x, name, fn, expected, ctx, _config(x, model, 64))
 
 
 def _per_model(claim_id: str, ctx: Context, one, min_T: int = 1) -> list[Record]:
@@ -62,9 +62,9 @@ def expected_gate(model: str) -> bool | None:
     return True if name.startswith("siglip") else False if name.startswith("clip") else None
 
 
-def _figure(claim_id: str, model: str, name: str, fn, expected: float, half: float):
+def _figure(claim_id: str, model: str, name: str, fn, expected: float):
     def evaluator(ctx: Context) -> list[Record]:
-        return [_figure_record(ctx, claim_id, model, name, fn, expected, half)]
+        return [_figure_record(ctx, claim_id, model, name, fn, expected)]
 
     evaluator.__doc__ = f"{claim_id} on the recorded tier: {name} of trace_pre over trials at T = 64, {model}."
     return evaluates(claim_id, TIER)(evaluator)
@@ -111,7 +111,8 @@ def mcd08(ctx: Context) -> list[Record]:
     reason = (f"Spearman(uncertainty, entropy) = {value:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] on the recorded "
               f"CIFAR-100 arrays vs expected 0.25; the ImageNet N=2000 summary (no per-image arrays) gives "
               f"{summary_rho:.3f}, Fisher CI {tuple(round(v, 3) for v in S.spearman_ci_fisher(summary_rho, 2000))}")
-    return [Record("MCD-08", TIER, "clip_b32", value_verdict(ci, 0.25, 0.005), value, ci, reason=reason,
+    verdict, note = judge("MCD-08", ci, 0.25, n=u.size)
+    return [Record("MCD-08", TIER, "clip_b32", verdict, value, ci, reason=reason + "; " + note,
                    config=config, details={"imagenet_summary_rho": summary_rho,
                                            "imagenet_summary_ci": S.spearman_ci_fisher(summary_rho, 2000)})]
 
@@ -125,13 +126,16 @@ def _ablation_record(claim_id: str, model: str, key: str, direction: str, expect
     k = round(frac * n)
     ci = S.binomial_ci(k, n)
     change = c["mean_unc_degraded"] / c["mean_unc_clean"] - 1.0
-    verdict = value_verdict(ci, expected, 0.0005 if claim_id == "MCD-12" else 0.005)
+    verdict, note = judge(claim_id, ci, expected, n=n)
     change_ok = np.sign(change) == np.sign(expected_change)
     if verdict == REPRODUCED and not change_ok:
         verdict = NOT_REPRODUCED
+    if verdict == REPRODUCED:  # the source's own summary figure, checked: no per-image data to recompute it from
+        verdict = CONSISTENT
     reason = (f"{key}: fraction {direction} {frac:.3f} (exact 95% CI [{ci[0]:.3f}, {ci[1]:.3f}], N={n}) vs "
               f"{expected}; Wilcoxon p = {c['wilcoxon_p']:.2g}; mean change {change:+.1%} vs {expected_change:+.0%} "
-              f"(no per-image arrays were published, so the mean change has no CI)")
+              f"(no per-image arrays were published, so the mean change has no CI); {note}; a check of the source's "
+              "summary, not a reproduction from data")
     if direction == "decreased":
         reason += "; fraction decreased = 1 - fraction increased (ties, if any, count as decreased)"
     return Record(claim_id, TIER, model, verdict, frac, ci, reason=reason,
@@ -163,7 +167,10 @@ def mcd18(ctx: Context) -> list[Record]:
     ci2 = S.auroc_ci_hanley_mcneil(a2["trace_pre"]["auroc_error"], n2_err, a2["N"] - n2_err)
     reason = (f"AUROC(trace_pre, error) = {auc:.3f}, Hanley-McNeil 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] "
               f"(N=500, {n_err} errors); N=2000 run: {a2['trace_pre']['auroc_error']:.3f} [{ci2[0]:.3f}, {ci2[1]:.3f}]")
-    return [Record("MCD-18", TIER, "clip_b32", direction_verdict(ci, 0.5), auc, ci, reason=reason,
+    verdict = direction_verdict(ci, 0.5)
+    verdict = CONSISTENT if verdict == REPRODUCED else verdict  # the source's summary AUROC, not recomputed
+    reason += "; a check of the source's summary figure (no per-image arrays), not a reproduction from data"
+    return [Record("MCD-18", TIER, "clip_b32", verdict, auc, ci, reason=reason,
                    config=dict(source="ablation/prelim_investigation.json (summary)", model=R.MODELS["clip_b32"],
                                n_images=n, accuracy=acc, data="ImageNet-1k val"),
                    details={"n2000_auroc": a2["trace_pre"]["auroc_error"], "n2000_ci": ci2})]
@@ -187,8 +194,9 @@ def mcd14(ctx: Context) -> list[Record]:
         reason = (f"ICC {i:.3f}, Spearman {sp:.3f}, SNR/(1+SNR) {s / (1 + s):.3f} at T={T}: largest gap {gap:.3f}, "
                   f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}] vs 0 +- 0.05 (the claim's own precision: '~0.5'); exact "
                   f"identity ICC = (SNR-1/K)/(1+SNR-1/K) holds to {abs(i - S.icc_from_snr(s, x.shape[0])):.1e}")
-        return Record("MCD-14", TIER, m, value_verdict(ci, 0.0, 0.05), gap, ci, expected="gap ~ 0 (+-0.05)",
-                      reason=reason, config=_config(x, m, T),
+        verdict, note = judge("MCD-14", ci, 0.0, n=x.shape[1])
+        return Record("MCD-14", TIER, m, verdict, gap, ci, expected="gap ~ 0",
+                      reason=reason + "; " + note, config=_config(x, m, T),
                       details={"snr": s, "icc": i, "spearman": sp, "snr_over_1_plus_snr": s / (1 + s),
                                "gaussian_spearman_from_icc": S.spearman_from_pearson(i)})
 
@@ -256,7 +264,7 @@ def mcd15_record(ctx: Context, model: str) -> Record:
     predicted = {g: gate_prediction(pred_ci[g], _THRESHOLDS[g]) for g in pred}
     wrong = [g for g in predicted if predicted[g] != "inconclusive" and (predicted[g] == "pass") != measured_pass[g]]
     open_ = [g for g in predicted if predicted[g] == "inconclusive"]
-    verdict = value_verdict(ci, 1.0)
+    verdict, note = judge("MCD-15", ci, 1.0, n=short.shape[1])
     if verdict == REPRODUCED and wrong:
         verdict = NOT_REPRODUCED
     noise = {T: S.signal_noise(_trials(ctx, model, T).pre)[1] for T in ts}
@@ -269,7 +277,7 @@ def mcd15_record(ctx: Context, model: str) -> Record:
               f"{S.snr(long_):.3f}: ratio {r:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]; {gates_text}; "
               + (f"predictions that missed: {', '.join(wrong)}; " if wrong else "decisive predictions all held; ")
               + (f"inconclusive (CI straddles the gate): {', '.join(open_)}; " if open_ else "")
-              + f"noise exponents (1 = 1/T law) {', '.join(f'{k_} {v:.2f}' for k_, v in slopes.items())}")
+              + f"noise exponents (1 = 1/T law) {', '.join(f'{k_} {v:.2f}' for k_, v in slopes.items())}; {note}")
     return Record("MCD-15", TIER, model, verdict, r, ci, expected=f"predicted/measured SNR({t_long}) = 1",
                   reason=reason, config=_config(long_, model, [t_short, t_long]),
                   details={"predicted_figures": pred, "predicted_figures_ci": pred_ci, "passes_needed": need,

@@ -21,7 +21,7 @@ from ...errors import MissingResource
 from ...features import image_features
 from ..engine import Context, evaluates
 from ..prerequisites import Ready, load_model, require, stand_in_config
-from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, value_verdict
+from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, judge
 
 CLIP, SIGLIP, SIGLIP2 = "clip-vit-b-16", "siglip-vit-b-16", "siglip2-vit-b-16"
 SIGLIPS = (SIGLIP, SIGLIP2)
@@ -83,11 +83,11 @@ def _accuracy(claim_id: str, ctx: Context, model: str, expected: float, which: s
     a = accuracy(ctx, model)
     acc, n = a["accuracy"]["openai"], a["n"]
     ci = S.binomial_ci(round(acc * n), n)
-    verdict = value_verdict(ci, expected, 0.0005)
-    partial_note = ""
+    verdict, note = judge(claim_id, ci, expected, n=n)
+    partial_note = f"; {note}"
     if a["classes"] < 1000:  # a partial validation set is not the benchmark: no verdict on the value
         verdict = INCONCLUSIVE
-        partial_note = f"; only {a['classes']} of 1000 classes present, so the value is not comparable"
+        partial_note += f"; only {a['classes']} of 1000 classes present, so the value is not comparable"
     return Record(claim_id, "gpu", model, verdict, acc, ci, expected=f"{100 * expected:.1f}%",
                   reason=f"top-1 {100 * acc:.2f}% with CLIP's 80-template ensemble ({100 * a['accuracy']['mcm']:.2f}% "
                          f"with the single prompt) on {n} images of {a['classes']} classes; Clopper-Pearson CI"
@@ -112,10 +112,11 @@ def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: f
     res = bench(ctx, model, convention)
     m, ci = _mean_auroc_ci(ctx, model, score, convention)
     per = ", ".join(f"{k} {100 * v['auroc']:.2f}" for k, v in res.table()[score].items() if k != "mean")
-    return Record(claim_id, "gpu", model, value_verdict(ci, expected, 0.0005), m, ci,
+    verdict, note = judge(claim_id, ci, expected, n=res.n_id)
+    return Record(claim_id, "gpu", model, verdict, m, ci,
                   expected=f"{100 * expected:.1f}%",
                   reason=f"{score} MCM mean AUROC {100 * m:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] (bootstrap over "
-                         f"images within each set); per set: {per}; {oodbench.convention_note(convention)}"
+                         f"images within each set); per set: {per}; {oodbench.convention_note(convention)}; {note}"
                          + (f"; {which}" if which else "") + _failed_note(res.failed),
                   config=_config(ctx, model, res, score=score),
                   details={"table": res.table()[score]})

@@ -11,11 +11,11 @@ from ...oodbench import imagenet_accuracy
 from ..engine import Context, evaluates
 from ..ood.gpu import per_model
 from ..prerequisites import load_model, require, stand_in_config
-from ..records import INCONCLUSIVE, Record, value_verdict
+from ..records import INCONCLUSIVE, Record, judge
 
-# model -> (expected top-1, half-width of the precision the seed states it with)
-PRB05 = {"clip-vit-l-14-336": (0.755, 0.0005), "siglip-so400m-14-384": (0.831, 0.0005),
-         "siglip2-so400m-14-378": (0.84, 0.005), "siglip2-so400m-16-384": (0.841, 0.0005)}
+# model -> the seed's top-1 (judged with PRB-05's equivalence margin)
+PRB05 = {"clip-vit-l-14-336": 0.755, "siglip-so400m-14-384": 0.831, "siglip2-so400m-14-378": 0.84,
+         "siglip2-so400m-16-384": 0.841}
 
 
 @evaluates("PRB-05", "gpu")
@@ -23,7 +23,7 @@ def prb05(ctx: Context) -> list[Record]:
     """Zero-shot top-1 with CLIP's 80-template ensemble, Clopper-Pearson CI, against the seed's table; a model
     whose weights are missing skips its own record, the others run."""
     def one(model: str) -> Record:
-        expected, half = PRB05[model]
+        expected = PRB05[model]
         val, _ = require(ctx, [model], ood_sets=(), text=True)
 
         def make():
@@ -34,12 +34,13 @@ def prb05(ctx: Context) -> list[Record]:
         feats, acc, backend = ctx.cached(f"zs-gpu/{model}", make)
         n, classes = int(feats.labels.size), int(len(set(feats.labels.tolist())))
         ci = S.binomial_ci(round(acc * n), n)
-        verdict = value_verdict(ci, expected, half) if classes == 1000 else INCONCLUSIVE
+        verdict, note = judge("PRB-05", ci, expected, n=n)
+        verdict = verdict if classes == 1000 else INCONCLUSIVE
         return Record("PRB-05", "gpu", model, verdict, acc, ci, expected=f"~{100 * expected:g}%",
                       reason=f"top-1 {100 * acc:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] (Clopper-Pearson) with "
                              f"CLIP's 80-template ensemble on {n} images of {classes} classes"
                              + ("" if classes == 1000 else "; not the whole validation set, so the value is not "
-                                "comparable") + (f"; unreadable files skipped: {len(feats.failed)} ("
+                                "comparable") + f"; {note}" + (f"; unreadable files skipped: {len(feats.failed)} ("
                                                  + ", ".join(p.rsplit("/", 1)[-1] for p in feats.failed[:3]) + ")"
                                                  if feats.failed
                                                  else ""),

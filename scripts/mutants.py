@@ -1,0 +1,103 @@
+"""A mutation check of the statistics, the sampler and the verdict rules: each mutant is a small wrong change that
+a careful reviewer could miss; the suite should fail on every one. Run before a release:
+
+    python scripts/mutants.py            # all mutants; prints killed / survived and the score
+    python scripts/mutants.py --list     # what each mutant changes
+
+Each mutant edits one file in place, runs the tests that cover it (stopping at the first failure), and restores
+the file (also on Ctrl-C). A mutant whose text is not found is reported as not applicable (the code moved).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, file, text, replacement, tests that should kill it)
+MUTANTS = [
+    ("sampler cache key ignores p", "mcdo/sampling.py", "mode=ctl.mode, p=ctl.p,", "mode=ctl.mode,",
+     "tests/test_faults.py::test_sample_cache_is_keyed_on_weights_and_every_setting"),
+    ("sampler cache key ignores the code version", "mcdo/sampling.py", "runner=type(runner).__name__, version=SAMPLER_VERSION)",
+     "runner=type(runner).__name__)", "tests/test_faults.py::test_sample_cache_is_keyed_on_weights_and_every_setting"),
+    ("fast path: last block's MLP output without dropout (faithful)", "mcdo/fastpath.py",
+     'return self._drop(f"{b}.mlp.c_proj", self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out"))',
+     'out = self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out")\n'
+     '        return out * (1.0 - self.ctl.p) if self.faithful and i == len(self.blocks) - 1 '
+     'else self._drop(f"{b}.mlp.c_proj", out)', "tests/test_sampling.py"),
+    ("prepared weights not keyed on p", "mcdo/fastpath.py", "key = (self.dtype, float(self.ctl.p), self.faithful)",
+     "key = (self.dtype, self.faithful)", "tests/test_sampling.py::test_prepared_weights_are_keyed_on_p"),
+    ("bootstrap resamples trials instead of images", "mcdo/verify/builders.py",
+     "ci = S.bootstrap_ci(fn, x, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)",
+     "ci = S.bootstrap_ci(fn, x, axis=0, n_boot=ctx.n_boot, seed=ctx.seed)", "tests/test_recorded_runs.py"),
+    ("bootstrap_ci ignores its axis", "mcdo/stats/bootstrap.py", "values[b] = statistic(*(np.take(a, idx, axis=axis) for a in arrays))",
+     "values[b] = statistic(*(np.take(a, idx, axis=0) for a in arrays))", "tests/test_verify.py tests/test_stats_reliability.py"),
+    ("ECE in one bin", "mcdo/stats/calibration.py", "edges = np.linspace(0.0, 1.0, n_bins + 1)",
+     "edges = np.linspace(0.0, 1.0, 2)", "tests/test_stats_metrics.py"),
+    ("ECE bins [lo, hi) (1.0 falls off the end)", "mcdo/stats/calibration.py", 'side="left"', 'side="right"',
+     "tests/test_stats_metrics.py"),
+    ("equivalence: overlap with the margin is enough", "mcdo/verify/records.py",
+     "if expected - margin <= lo and hi <= expected + margin:", "if lo <= expected + margin and hi >= expected - margin:",
+     "tests/test_verify.py"),
+    ("MCD-09 judged at +-0.5", "mcdo/verify/catalog.py", '"MCD-08": _CORRELATION, "MCD-09": _CORRELATION,',
+     '"MCD-08": _CORRELATION, "MCD-09": Margin(0.5, False, "a correlation within 0.5 of the claimed value"),',
+     "tests/test_verify.py"),
+    ("an evaluator error absorbed by a strict xfail", "claims/_harness.py", "raises=AssertionError,", "",
+     "tests/test_verify.py::test_a_crashing_evaluator_is_never_an_expected_failure"),
+    ("SNR signal with ddof=0", "mcdo/stats/reliability.py", "signal = float(np.var(x.mean(axis=0), ddof=1))",
+     "signal = float(np.var(x.mean(axis=0), ddof=0))", "tests/test_stats_reliability.py"),
+    ("pairwise Spearman: Pearson of raw scores", "mcdo/stats/reliability.py", "r = np.corrcoef(ranks)",
+     "r = np.corrcoef(x)", "tests/test_stats_reliability.py"),
+    ("FPR95 keeps 94% of positives", "mcdo/stats/detection.py", "k = int(np.ceil(tpr * pos.size))",
+     "k = int(np.floor(tpr * pos.size))", "tests/test_stats_metrics.py"),
+    ("MCM FPR95 ignores the full-TPR cut", "mcdo/stats/detection.py",
+     "tp, fp, rates = tp[:stop], fp[:stop], rates[:stop]", "pass", "tests/test_stats_metrics.py"),
+    ("OpenOOD convention with ID positive", "mcdo/oodbench.py",
+     'score, y = (x, is_id) if c["positive"] == "in" else (-x, 1 - is_id)', "score, y = (x, is_id)",
+     "tests/test_ood_pipeline.py::test_pipeline_matches_direct_computation"),
+    ("recorded files not aligned by path", "mcdo/data/recorded.py",
+     "return NestedTrials(model, T, trials.pre[:, order], trials.post[:, order], trials.paths[order])",
+     "return trials", "tests/test_recorded_runs.py"),
+]
+
+
+def run(name: str, rel: str, old: str, new: str, tests: str) -> str:
+    path = ROOT / rel
+    original = path.read_text()
+    if old not in original:
+        return "not applicable"
+    path.write_text(original.replace(old, new, 1))
+    try:
+        out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests.split()],
+                             cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        return "killed" if out.returncode != 0 else "SURVIVED"
+    finally:
+        path.write_text(original)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("-k", help="only mutants whose name contains this")
+    args = ap.parse_args()
+    chosen = [m for m in MUTANTS if not args.k or args.k in m[0]]
+    if args.list:
+        for name, rel, *_ in chosen:
+            print(f"{rel:32s} {name}")
+        return 0
+    results = {}
+    for m in chosen:
+        t0 = time.perf_counter()
+        results[m[0]] = run(*m)
+        print(f"{results[m[0]]:15s} {time.perf_counter() - t0:6.0f} s  {m[0]}", flush=True)
+    applicable = [v for v in results.values() if v != "not applicable"]
+    killed = sum(v == "killed" for v in applicable)
+    print(f"mutation score: {killed}/{len(applicable)} killed")
+    return 0 if killed == len(applicable) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
