@@ -126,3 +126,16 @@ def test_predicted_figures_match_a_direct_simulation():
     pred = predicted_figures(short, 8, 32)
     assert pred["snr"] == pytest.approx(S.snr(long_), rel=0.05)
     assert pred["icc"] == pytest.approx(S.icc(long_), abs=0.01)
+
+
+def test_figure_ci_resamples_images(rng):
+    """The recorded figures' CI (figure_record) is a bootstrap over images, the columns of [K, N]: it equals a
+    naive loop that resamples image indices with the same generator (resampling trials would not)."""
+    from mcdo import stats as S
+    from mcdo.verify.builders import figure_record
+
+    x = rng.normal(1.0, 0.3, 120)[None, :] + rng.normal(0, 0.2, (8, 120))
+    rec = figure_record("MCD-03", "recorded", "m", x, "SNR", S.snr, 1.0, engine.Context(n_boot=200, seed=4), {})
+    r = np.random.default_rng(4)
+    naive = [S.snr(x[:, r.integers(0, 120, 120)]) for _ in range(200)]
+    assert rec.ci == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])))

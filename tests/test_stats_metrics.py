@@ -268,22 +268,37 @@ def _ece_naive(conf, correct, n_bins):
 
 
 def test_ece_bins_matter_and_match_a_naive_loop(rng):
-    """Data where the binning decides the value: over-confident in high bins, under-confident in low ones, so that
-    one bin (errors cancel) or two bins give other numbers; the confidence = 1.0 edge goes to the last bin
-    (bins are (lo, hi]; torchmetrics puts 1.0 in a bin of its own past the last edge, which changes nothing when
-    the last bin's accuracy is computed the same way, but is stated here because it is a convention)."""
-    n, k = 3000, 4
-    conf = np.r_[rng.uniform(0.3, 0.45, n // 2), rng.uniform(0.85, 1.0, n // 2 - 10), np.ones(10)]
-    correct = np.r_[rng.random(n // 2) < conf[: n // 2] + 0.3, rng.random(n // 2) < conf[n // 2:] - 0.3].astype(int)
-    # probs with that top-1 confidence; the rest spread evenly; label = argmax when correct
+    """Four clusters of confidence, alternately under- and over-confident: 15 equal-width bins see each cluster's
+    error, while one bin or two let neighbouring clusters cancel, so a binning bug cannot hide. The confidence = 1.0
+    edge goes to the last bin (bins are (lo, hi]; torchmetrics puts 1.0 in a bin of its own past the last edge):
+    stated here because it is a convention."""
+    k, per = 20, 600  # the other classes share 1 - conf, so class 0 stays the top-1 even at 0.12
+    centres, accs = (0.15, 0.35, 0.65, 0.85), (0.45, 0.05, 0.95, 0.55)
+    conf = np.concatenate([rng.uniform(c - 0.03, c + 0.03, per) for c in centres] + [np.ones(20)])
+    correct = np.concatenate([rng.random(per) < a for a in accs] + [np.ones(20, bool)]).astype(int)
+    probs = np.empty((conf.size, k))
+    probs[:, 0] = conf
+    probs[:, 1:] = ((1 - conf) / (k - 1))[:, None]
+    labels = np.where(correct == 1, 0, 1 + rng.integers(0, k - 1, conf.size))
+    got = S.ece(probs, labels, n_bins=15)
+    assert got == pytest.approx(_ece_naive(conf, correct, 15), abs=1e-12)
+    assert got > 0.25  # every cluster is off by 0.3
+    assert S.ece(probs, labels, n_bins=1) < 0.05 and S.ece(probs, labels, n_bins=2) < 0.05  # they cancel
+    # the 20 images at confidence exactly 1.0 (all correct) sit in the last bin with the 0.85 cluster's top edge
+    last = (conf > 14 / 15)
+    assert S.ece(probs[last], labels[last], n_bins=15) == pytest.approx(_ece_naive(conf[last], correct[last], 15))
+
+
+def test_ece_edges_go_to_the_lower_bin(rng):
+    """A confidence exactly on a bin edge belongs to the bin below ((lo, hi]): 20 bins and confidences 0.25, 0.5,
+    0.75 (exact in binary), mixed with others on both sides of each edge, against the naive loop."""
+    k, n = 20, 900
+    conf = rng.choice([0.25, 0.5, 0.75], n)
+    conf[::3] += rng.choice([-0.02, 0.02], conf[::3].size)
+    correct = (rng.random(n) < np.where(conf > 0.5, 0.9, 0.1)).astype(int)
+    correct[np.isin(conf, (0.25, 0.5, 0.75))] = 1  # the edge images are all right: their bin decides the error
     probs = np.empty((n, k))
     probs[:, 0] = conf
     probs[:, 1:] = ((1 - conf) / (k - 1))[:, None]
     labels = np.where(correct == 1, 0, 1 + rng.integers(0, k - 1, n))
-    labels[conf == 1.0] = 0  # a confidence of exactly 1 on the true class
-    correct = (labels == 0).astype(int)
-    got = S.ece(probs, labels, n_bins=15)
-    assert got == pytest.approx(_ece_naive(conf, correct, 15), abs=1e-12)
-    one_bin = abs(correct.mean() - conf.mean())
-    assert abs(got - one_bin) > 0.1 and got > 0.2  # one bin lets the two miscalibrations cancel
-    assert abs(S.ece(probs, labels, n_bins=2) - got) > 0.01  # the bin count matters here
+    assert S.ece(probs, labels, n_bins=20) == pytest.approx(_ece_naive(conf, correct, 20), abs=1e-12)
