@@ -313,3 +313,19 @@ print((after - before) * 1024 / r.samples.nbytes)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     ratio = float(out.stdout.strip().splitlines()[-1])
     assert ratio < 2.0, ratio
+
+
+def test_weights_fingerprint_follows_in_place_changes():
+    """The fingerprint is memoised per tower but recomputed after any parameter changes in place."""
+    from mcdo.sampling import weights_fingerprint
+
+    tower = random_encoder("tiny-clip").vision_tower
+    before = weights_fingerprint(tower)
+    assert weights_fingerprint(tower) == before
+    with torch.no_grad():
+        tower.proj.add_(1e-3)
+    assert weights_fingerprint(tower) != before
+    with torch.no_grad():
+        tower.proj.sub_(1e-3)
+    fresh = random_encoder("tiny-clip").vision_tower  # same weights, another module
+    assert weights_fingerprint(fresh) == weights_fingerprint(random_encoder("tiny-clip").vision_tower)

@@ -57,7 +57,7 @@ def test_prb05_zero_shot_top1_with_stand_ins(data_root, monkeypatch, clip_openai
     for r in recs.values():
         assert r.measured == pytest.approx(np.mean(hits)) and r.config["stand_in"] == "tiny-clip"
         assert r.verdict == INCONCLUSIVE and "12 images of 4 classes" in r.reason
-        assert "unreadable files skipped: 1" in r.reason
+        assert "unreadable files skipped: ImageNet-1k val 1 (broken.JPEG)" in r.reason
 
 
 # ---------------------------------------------------------------- MC-dropout reliability (MCD-03..07)

@@ -79,7 +79,9 @@ def accuracy(ctx: Context, model: str) -> dict:
     return ctx.cached(f"ood-acc/{model}", make)
 
 
-def _accuracy(claim_id: str, ctx: Context, model: str, expected: float, which: str = "") -> Record:
+def accuracy_record(claim_id: str, ctx: Context, model: str, expected: float, which: str = "") -> Record:
+    """ImageNet-1k zero-shot top-1 with CLIP's 80-template ensemble against ``expected``: Clopper-Pearson CI,
+    the claim's equivalence margin, inconclusive on a partial validation set (OOD-03, OOD-05, PRB-05)."""
     a = accuracy(ctx, model)
     acc, n = a["accuracy"]["openai"], a["n"]
     ci = S.binomial_ci(round(acc * n), n)
@@ -125,7 +127,7 @@ def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: f
 @evaluates("OOD-03", "gpu")
 def ood03(ctx: Context) -> list[Record]:
     """CLIP ViT-B-16 zero-shot top-1 on ImageNet-1k val (needs no OOD set)."""
-    return per_model("OOD-03", (CLIP,), lambda m: _accuracy("OOD-03", ctx, m, 0.683))
+    return per_model("OOD-03", (CLIP,), lambda m: accuracy_record("OOD-03", ctx, m, 0.683))
 
 
 @evaluates("OOD-04", "gpu")
@@ -148,7 +150,7 @@ def ood04(ctx: Context) -> list[Record]:
 @evaluates("OOD-05", "gpu")
 def ood05(ctx: Context) -> list[Record]:
     """SigLIP and SigLIP2 ViT-B-16 zero-shot top-1 on ImageNet-1k val, each against the seed's 75.1%."""
-    return per_model("OOD-05", SIGLIPS, lambda m: _accuracy("OOD-05", ctx, m, 0.751, WHICH_SIGLIP[m]))
+    return per_model("OOD-05", SIGLIPS, lambda m: accuracy_record("OOD-05", ctx, m, 0.751, WHICH_SIGLIP[m]))
 
 
 @evaluates("OOD-06", "gpu")
