@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=_ood)
+    from .bayes.cli import add_parser as add_bayes
+
+    add_bayes(sub)
     d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
                                       "tokenizers, data sets), per model and per claim; loads nothing")
     d.set_defaults(func=_doctor)

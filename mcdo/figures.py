@@ -160,6 +160,30 @@ def _ood_scores(out: Path, ctx: Context) -> tuple[str, str] | None:
     return _save(fig, out / "ood_scores.png", "OOD score distributions, softmax vs sigmoid MCM")
 
 
+def _bayes(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """Reliability diagram of the proxy-softmax seed-0 calibration (deterministic vs Laplace) of this run."""
+    from .bayes.figures import reliability_diagram
+
+    cal = ctx.memo.get("bvl/proxy/softmax/0/train")
+    if cal is None:
+        return None
+    reliability_diagram(cal.prediction.deterministic.numpy(), cal.prediction.probs.numpy(), cal.labels,
+                        out / "bayes_reliability_proxy.png", title="proxy-softmax seed 0: deterministic vs Laplace")
+    return "BayesVLM on the proxy: reliability diagram (BVL-03)", "bayes_reliability_proxy.png"
+
+
+def _active_learning(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """Learning curves of BALD, EPIG and random selection on both proxies (BVL-06)."""
+    from .bayes.figures import learning_curves
+
+    curves = {f"proxy-{loss}": ctx.memo[f"bvl/al/{loss}"] for loss in ("softmax", "sigmoid")
+              if f"bvl/al/{loss}" in ctx.memo}
+    if not curves:
+        return None
+    learning_curves(curves, out / "active_learning_proxy.png", title="Active learning on the proxies (BVL-06)")
+    return "Active learning curves, proxy pair (BVL-06)", "active_learning_proxy.png"
+
+
 def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
                  ) -> tuple[list[tuple[str, str]], list[str]]:
     """Every figure whose inputs are available, and a note for each that could not be drawn (with why): a figure
@@ -168,7 +192,7 @@ def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
     out = report_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     figures, notes = [], []
-    for name in ("_reliability_vs_T", "_proxy_reliability", "_proxy_blur", "_ood_scores"):
+    for name in ("_reliability_vs_T", "_proxy_reliability", "_proxy_blur", "_ood_scores", "_bayes", "_active_learning"):
         maker = globals()[name]
         if ctx is None and name != "_reliability_vs_T":
             continue

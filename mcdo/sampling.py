@@ -115,7 +115,7 @@ def weights_fingerprint(tower: nn.Module) -> str:
     with torch.no_grad():
         for name, t in tensors:
             h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-            h.update(t.detach().to("cpu", copy=False).contiguous().view(torch.uint8).numpy().tobytes()
+            h.update(t.detach().to("cpu", copy=False).contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                      if t.numel() else b"")
     _FINGERPRINTS[tower] = (version, h.hexdigest()[:24])
     return _FINGERPRINTS[tower][1]

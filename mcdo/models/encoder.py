@@ -43,6 +43,19 @@ class Encoder:
 
     tokenizer_error: str = ""  # why the tokenizer could not be built, when it could not
 
+    def projection_features(self, modality: str, inputs: Any):
+        """Pre-projection activations, embeddings and the residual around the projection (``mcdo.models.heads``):
+        what a Laplace over the projection layers needs, for every backend."""
+        from .heads import projection_features
+
+        return projection_features(self, modality, inputs)
+
+    def projection_weight(self, modality: str) -> tuple[torch.Tensor, bool]:
+        """The image or text projection as ``W [D, P]`` (bias as last column) and whether it has a bias."""
+        from .heads import projection_weight
+
+        return projection_weight(self, modality)
+
     @property
     def tokenizer(self) -> Callable:
         if self._tokenizer is None:

@@ -62,6 +62,9 @@ TINY_SIGLIP_HF = dict(vision=dict(hidden_size=64, intermediate_size=128, num_hid
 
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     _clip("clip-vit-b-32", "ViT-B-32-quickgelu", 224, 512, "openai/clip-vit-base-patch32"),
+    # BayesVLM's CLIP B/32 (LAION-2B weights, open_clip's tag)
+    _clip("clip-vit-b-32-laion2b", "ViT-B-32", 224, 512, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+          pretrained="laion2b_s34b_b79k"),
     _clip("clip-vit-b-16", "ViT-B-16-quickgelu", 224, 512, "openai/clip-vit-base-patch16"),
     _clip("clip-vit-l-14-336", "ViT-L-14-336-quickgelu", 336, 768, "openai/clip-vit-large-patch14-336"),
     _siglip("siglip-vit-b-16", "ViT-B-16-SigLIP", 224, 768, hf_id="google/siglip-base-patch16-224",

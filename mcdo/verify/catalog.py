@@ -190,6 +190,10 @@ MARGINS: dict[str, Margin] = {
     "PRB-02": Margin(0.10, True, "parameter counts are quoted by size class ('~400M'): within 10%, for every model "
                                  "of the table"),
     "PRB-05": _ACCURACY,
+    "BVL-01": Margin(0.05, False, "ProbCosine's error as a share of what it estimates (the mean's in units of the "
+                                  "cosine's s.d., the variance's relative to it): within 5% neither moves a probit "
+                                  "probability by more than about 1%"),
+    "BVL-02": Margin(1e-6, False, "float64 agreement: a derivation error shows at O(1), round-off at 1e-12"),
 }
 
 

@@ -1,0 +1,166 @@
+"""Data for BayesVLM: image-caption pairs (the Hessian's) and labelled image sets (zero-shot evaluation, active
+learning), from the embedded world or from folders, and their projection features through an encoder.
+
+Folders (under ``MCDO_DATA_ROOT`` or any path):
+- labelled: one sub-folder per class (``<set>/<class>/*.jpg``; class names are folder names, ``_`` read as a space),
+  or Food-101's own layout (``food-101/images/<class>/*.jpg`` with ``meta/test.txt`` choosing the test split);
+- pairs: a labelled folder (caption ``a photo of a <class>.``), or images with ``captions.tsv``
+  (``relative/path<TAB>caption`` per line).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.folders import IMAGE_SUFFIXES, ImageList, _images_under
+from ..errors import MissingData
+from ..models.heads import ProjectionFeatures
+from .model import collect, text_batches
+
+CAPTION_TEMPLATE = "a photo of a {}."
+
+
+@dataclass
+class Labelled:
+    """Images (a world array ``[N, 3, H, W]`` in [0, 1], or an ``ImageList`` of files), labels and class names."""
+
+    name: str
+    images: object
+    labels: np.ndarray
+    classnames: list[str]
+
+    def key(self) -> str:
+        return _key(self.name, self.images)
+
+
+@dataclass
+class Pairs:
+    name: str
+    images: object
+    captions: list[str]
+
+    def key(self) -> str:
+        return _key(self.name, self.images, self.captions)
+
+
+def _key(name: str, images, captions=None) -> str:
+    h = hashlib.sha256(name.encode())
+    if isinstance(images, ImageList):
+        h.update("\n".join(str(p) for p in images.paths).encode())
+    else:
+        h.update(np.ascontiguousarray(images).tobytes())
+    if captions is not None:
+        h.update("\n".join(captions).encode())
+    return f"{name}:{h.hexdigest()[:16]}"
+
+
+def world_pairs(n: int, seed: int, full_captions: bool = False, blur: float = 0.0) -> Pairs:
+    """World image-caption pairs; ``full_captions`` names every attribute (another caption distribution than the
+    proxies were trained on), ``blur`` a Gaussian blur sigma in pixels (other images)."""
+    from ..data import degrade, world
+
+    d = world.generate(n, seed=seed)
+    images = degrade.blur(d.images, blur) if blur else d.images
+    caps = d.captions
+    if full_captions:
+        a = d.attributes
+        caps = [f"a {list(world.SIZES)[s]} {world.CLASSES[c]} {world.SHAPES[k]} at the {list(world.POSITIONS)[p]} on a "
+                f"{world.BACKGROUNDS[b]} {list(world.TONES)[t]} background" for k, c, s, p, b, t in
+                zip(a["shape"], a["colour"], a["size"], a["position"], a["background"], a["tone"])]
+    return Pairs(f"world seed {seed} n={n}" + (" full captions" if full_captions else "")
+                 + (f" blur {blur:g}" if blur else ""), images, caps)
+
+
+def world_labelled(n: int, seed: int, attribute: str = "colour") -> Labelled:
+    """World images labelled by one attribute (colour: the zero-shot classes; background: a weak zero-shot task)."""
+    from ..data import world
+
+    names = {"colour": list(world.CLASSES), "background": list(world.BACKGROUNDS), "shape": list(world.SHAPES)}
+    if attribute not in names:
+        raise ValueError(f"unknown world attribute {attribute!r}; choose from {sorted(names)}")
+    d = world.generate(n, seed=seed)
+    labels = d.labels if attribute == "colour" else d.attributes[attribute].astype(np.int64)
+    return Labelled(f"world seed {seed} n={n} by {attribute}", d.images, labels, names[attribute])
+
+
+WORLD_PROMPTS = {"colour": "a photo of a {} shape", "background": "a shape on a {} background", "shape": "a {}"}
+
+
+def labelled_folder(path: Path | str) -> Labelled:
+    """A labelled image folder (class sub-folders, or Food-101's layout with its test split)."""
+    root = Path(path).expanduser()
+    base = root / "images" if (root / "images").is_dir() else root
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if base.is_dir() else []
+    if not classes:
+        raise MissingData(f"labelled image folder {root} (no class sub-folders with images)",
+                          f"put one folder per class under {root} (or Food-101 as extracted: {root}/images/<class>/)")
+    split = root / "meta" / "test.txt"
+    if split.is_file():  # Food-101: keep the official test split
+        rels = [ln.strip() for ln in split.read_text().splitlines() if ln.strip()]
+        paths = [base / f"{r}.jpg" for r in rels]
+        paths = [p for p in paths if p.is_file()]
+    else:
+        paths = [p for c in classes for p in _images_under(base / c)]
+    if not paths:
+        raise MissingData(f"images in {root}", f"no {'/'.join(IMAGE_SUFFIXES)} files under the class folders")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[p.relative_to(base).parts[0]] for p in paths], dtype=np.int64)
+    return Labelled(root.name, ImageList(root.name, base, tuple(paths), labels, "class folders"), labels,
+                    [c.replace("_", " ") for c in classes])
+
+
+def pairs_folder(path: Path | str) -> Pairs:
+    """Image-caption pairs from ``captions.tsv`` or, failing that, a labelled folder's class names."""
+    root = Path(path).expanduser()
+    tsv = root / "captions.tsv"
+    if tsv.is_file():
+        rows = [ln.split("\t", 1) for ln in tsv.read_text().splitlines() if ln.strip()]
+        bad = [i + 1 for i, r in enumerate(rows) if len(r) != 2 or not (root / r[0]).is_file()]
+        if bad:
+            raise MissingData(f"{len(bad)} caption rows of {tsv} (lines {bad[:5]}...)",
+                              "each line must be 'relative/path<TAB>caption' naming an existing image")
+        paths = tuple(root / r[0] for r in rows)
+        return Pairs(root.name, ImageList(root.name, root, paths, np.zeros(len(paths), np.int64), "captions.tsv"),
+                     [r[1] for r in rows])
+    lab = labelled_folder(root)
+    return Pairs(lab.name, lab.images, [CAPTION_TEMPLATE.format(lab.classnames[y]) for y in lab.labels])
+
+
+def image_features(enc, images, batch_size: int = 256, device: str = "cpu", workers: int = 0,
+                   progress: bool = False) -> ProjectionFeatures:
+    """Projection features of world arrays or image files (unreadable files are an error naming them)."""
+    if not isinstance(images, ImageList):
+        from ..models.proxy import normalise_images
+
+        x = normalise_images(images) if enc.backend == "proxy" else torch.as_tensor(images)
+        return collect(enc, "image", (x[i:i + batch_size].to(device) for i in range(0, len(x), batch_size)),
+                       progress, "image features")
+    from torch.utils.data import DataLoader
+
+    from ..data.folders import ImageFiles
+    from ..zeroshot import image_transform
+
+    loader = DataLoader(ImageFiles(images, image_transform(enc)), batch_size=batch_size, num_workers=workers,
+                        collate_fn=ImageFiles.collate)
+    bad: list[int] = []
+
+    def batches():
+        for x, _, b in loader:
+            bad.extend(b)
+            if x is not None:
+                yield x.to(device)
+
+    feats = collect(enc, "image", batches(), progress, f"image features ({images.name})")
+    if bad:
+        raise MissingData(f"{len(bad)} unreadable image files in {images.root} (first: {images.paths[bad[0]]})",
+                          "replace or remove them; labels and captions must stay aligned with the images")
+    return feats
+
+
+def text_features(enc, texts: list[str], batch_size: int = 256, device: str = "cpu") -> ProjectionFeatures:
+    return collect(enc, "text", (t.to(device) for t in text_batches(enc, texts, batch_size)))

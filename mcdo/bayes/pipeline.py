@@ -1,0 +1,88 @@
+"""Zero-shot calibration with BayesVLM, end to end: Hessian pairs -> factors (cached) -> posteriors -> deterministic
+vs Laplace predictions on a labelled set, with every metric's change and interval. Used by ``mcdo bayes`` and
+by the BVL claims on the proxy and gpu tiers."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import metrics
+from .data import Labelled, Pairs, image_features, text_features
+from .model import BayesVLM, Prediction, factors, factors_cached
+
+
+@dataclass
+class Calibration:
+    model: str
+    bvlm: BayesVLM
+    prediction: Prediction
+    labels: np.ndarray
+    comparison: dict
+    config: dict = field(default_factory=dict)
+
+
+def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float | None = None,
+        prior_precision: str | float = "marglik", batch_size: int = 256, device: str = "cpu",
+        progress: bool = False) -> BayesVLM:
+    """BayesVLM for ``enc`` from the Hessian pairs; the factors come from the cache when these weights, pairs
+    and settings were seen before."""
+    def compute():
+        img = image_features(enc, hessian.images, batch_size, device, progress=progress)
+        txt = text_features(enc, hessian.captions, batch_size, device)
+        return factors(enc, img.to_cpu(), txt.to_cpu(), class_batch)
+
+    img, txt = factors_cached(enc, hessian.key(), compute, class_batch)
+    return BayesVLM.from_factors(enc, img, txt, prior_precision, pseudo_count,
+                                 dict(hessian=hessian.name, class_batch=class_batch, n_pairs=img.n,
+                                      pseudo_count=pseudo_count, prior_precision=prior_precision))
+
+
+def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batch: int | None = None,
+              pseudo_count: float | None = None, prior_precision: str | float = "marglik",
+              covariance: str = "full", bins: tuple[int, ...] = metrics.BINS, n_boot: int = 1000, seed: int = 0,
+              batch_size: int = 256, device: str = "cpu", progress: bool = False) -> Calibration:
+    """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class."""
+    bvlm = fit(enc, hessian, class_batch, pseudo_count, prior_precision, batch_size, device, progress)
+    feats = image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
+    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    pred = bvlm.predict(feats, classes, covariance)
+    comp = metrics.compare(pred.deterministic.numpy(), pred.probs.numpy(), evaluation.labels, bins, n_boot, seed)
+    config = dict(bvlm.config, model=enc.spec.name, backend=enc.backend, evaluation=evaluation.name,
+                  n_eval=len(evaluation.labels), prompt=prompt, covariance=covariance, bins=list(bins),
+                  likelihood=bvlm.likelihood, lambda_image=bvlm.image.prior_precision,
+                  lambda_text=bvlm.text.prior_precision, logit_scale=bvlm.scale, logit_bias=bvlm.bias)
+    return Calibration(enc.spec.name, bvlm, pred, np.asarray(evaluation.labels), comp, config)
+
+
+def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: int = 7, batch_size: int = 256,
+             device: str = "cpu") -> dict:
+    """Wall time of deterministic and of uncertainty-aware zero-shot inference over the same images (encoding
+    included, class prompts encoded once outside both), alternated ``repeats`` times after a warm-up."""
+    import torch
+
+    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
+
+    def deterministic():
+        f = image_features(enc, evaluation.images, batch_size, device).embeddings.double()
+        return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
+
+    def laplace():
+        return bvlm.predict(image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+
+    def sync():
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times = {"deterministic": [], "laplace": []}
+    deterministic(), laplace()  # warm-up
+    for _ in range(repeats):
+        for name, fn in (("deterministic", deterministic), ("laplace", laplace)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) for k, v in times.items()}

@@ -1,0 +1,1 @@
+"""BayesVLM claims (BVL), one module per tier."""
