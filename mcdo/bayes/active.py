@@ -67,7 +67,7 @@ def refit_map(prior: KFACPosterior, feats: ProjectionFeatures, labels: torch.Ten
     w0 = prior.weight.double()
     a_mean, b_mean = (m.double() for m in prior.factors.means())
     count, lam = prior.count, prior.prior_precision
-    w = w0.clone().requires_grad_(True)
+    w = w0.clone(memory_format=torch.contiguous_format).requires_grad_(True)
     a, r, y = feats.activations.double(), feats.residual.double(), labels.long()
     cls = F.normalize(classes.double(), dim=-1)
     opt = torch.optim.LBFGS([w], max_iter=iters, line_search_fn="strong_wolfe")
@@ -98,6 +98,8 @@ def run(strategy: str, prior: KFACPosterior, pool: ProjectionFeatures, pool_labe
     """One learning curve: test accuracy of the MAP after 0, per_round, 2 per_round, ... labels."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+    if rounds * per_round > len(pool_labels):
+        raise ValueError(f"a budget of {rounds} rounds x {per_round} labels exceeds the pool ({len(pool_labels)})")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     chosen: list[int] = []

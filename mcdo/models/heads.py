@@ -71,7 +71,7 @@ def projection_weight(encoder, modality: str) -> tuple[torch.Tensor, bool]:
         if obj.bias is None:
             return obj.weight.detach(), False
         return torch.cat([obj.weight.detach(), obj.bias.detach()[:, None]], dim=1), True
-    return obj.detach().T, False  # x @ P
+    return obj.detach().T.contiguous(), False  # x @ P
 
 
 @contextmanager

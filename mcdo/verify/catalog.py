@@ -231,6 +231,15 @@ FINDINGS: dict[tuple[str, str], str] = {
     ("MCD-18", "proxy"): "AUROC(trace_pre, error) on the softmax proxy: uncertainty does not predict errors there",
     ("OOD-07", "proxy"): "sigmoid MCM vs softmax MCM on the sigmoid proxy (world in, sklearn digits / skimage textures "
                          "and photos out): sigmoid does not beat softmax",
+    ("BVL-01", "math"): "ProbCosine's moments match Monte Carlo for near-orthogonal pairs only: its variance keeps the "
+                        "radial part of the embedding noise (which leaves a cosine unchanged), so it overestimates the "
+                        "cosine's variance for correlated pairs (cos ~ 0.3: up to ~18%) and by orders of magnitude "
+                        "for near-parallel ones",
+    ("BVL-03", "proxy"): "the Laplace (marginal-likelihood prior, pseudo-count = Hessian pairs) makes the already "
+                         "calibrated proxies underconfident: ECE rises in every seed of both losses (accuracy kept)",
+    ("BVL-05", "proxy"): "with the Hessian from another world the Laplace raises ECE further on both proxies",
+    ("BVL-06", "proxy"): "BALD and EPIG on the Laplace's uncertainty do not beat random selection on the proxies' "
+                         "background task: every area between curves has a CI straddling 0",
     ("MCD-08", "recorded"): "the recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) do not give 0.25; "
                             "the seed's 0.25 is from a different run (ImageNet val N=2000, summary only: 0.253)",
 }

@@ -138,8 +138,10 @@ def bvl06_gpu(ctx: Context) -> list[Record]:
             order = np.random.default_rng(k).permutation(len(ev.labels))
             half = int(len(order) * al["pool_fraction"])
             pool, test = order[:half], order[half:]
+            per_round = max(1, min(al["per_round"], half // al["rounds"]))  # a small set gets a smaller budget
+            rounds = min(al["rounds"], half // per_round)
             run = {s: active.run(s, prior, feats[pool], ev.labels[pool], feats[test], ev.labels[test], classes,
-                                 enc.logit_scale, al["rounds"], al["per_round"], seed=k) for s in active.STRATEGIES}
+                                 enc.logit_scale, rounds, per_round, seed=k) for s in active.STRATEGIES}
             for s in areas:
                 areas[s].append(active.area_between(run[s], run["random"]))
         ci = _seed_ci(areas["epig"])

@@ -107,7 +107,7 @@ def bvl04(ctx: Context) -> list[Record]:
         cal = _calibration(ctx, loss, 0)
         enc = load(f"proxy-{loss}", seed=0, progress=ctx.progress)
         t = pipeline.overhead(enc, world_labelled(SETTINGS["eval_n"], SETTINGS["eval_seed"]), cal.bvlm,
-                              WORLD_PROMPTS["colour"], repeats=11)
+                              WORLD_PROMPTS["colour"], repeats=21)
         ratio = float(t["laplace"].min() / t["deterministic"].min())  # fastest runs: least disturbed by the machine
         ci = bootstrap_ci(lambda a, b: float(a.min() / b.min()), t["laplace"], t["deterministic"],
                           n_boot=ctx.n_boot, seed=ctx.seed)

@@ -1,0 +1,118 @@
+"""BayesVLM end to end: projection features on every backend, the gpu-tier evaluators on generated folders with
+random-weight stand-ins (every number against a direct computation), skips naming what is missing, the command."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mcdo.bayes import metrics
+from mcdo.bayes.data import labelled_folder, pairs_folder
+from mcdo.models import load
+from mcdo.models.heads import SITES
+from mcdo.testing import random_encoder
+from mcdo.verify import engine
+
+
+@pytest.mark.parametrize("name,backend", [("tiny-clip", None), ("tiny-siglip", None), ("tiny-siglip", "hf"),
+                                          ("proxy-softmax", None)])
+def test_projection_features_rebuild_each_backends_embeddings(name, backend):
+    """W a + r equals the encoder's own image and text embeddings (the residual is zero except SigLIP's MAP head)."""
+    torch.manual_seed(0)
+    enc = load(name, pretrained=False, backend=backend) if not name.startswith("proxy") else load(name, progress=False)
+    assert (enc.backend, enc.spec.family) in SITES
+    x = torch.randn(3, 3, 32, 32)
+    vocab = 500 if backend == "hf" else 1000
+    tokens = enc.tokenizer(["a photo of a red shape"] * 3) if name.startswith("proxy") else \
+        torch.randint(1, vocab, (3, 64 if backend == "hf" else 16))
+    for modality, inputs, encode in (("image", x, enc.encode_image), ("text", tokens, enc.encode_text)):
+        f = enc.projection_features(modality, inputs)
+        w, has_bias = enc.projection_weight(modality)
+        with torch.no_grad():
+            ref = encode(inputs)
+        torch.testing.assert_close(f.activations @ w.T + f.residual, ref, atol=1e-5, rtol=1e-5)
+        assert bool(has_bias) == bool((f.activations[:, -1] == 1).all() and has_bias)
+    if not name.startswith("proxy"):
+        assert hasattr(enc.model, "visual") or backend == "hf"  # the projection was put back after the pass
+
+
+def _folders(root, n_classes=3, per_class=6, seed=0):
+    rng = np.random.default_rng(seed)
+    names = ["apple pie", "ramen", "sushi"][:n_classes]
+    for split in ("food-101/images", "bayes-hessian", "bayes-hessian-alt"):
+        for c in names:
+            folder = root / split / c.replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.jpg")
+    meta = root / "food-101" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "test.txt").write_text("".join(f"{c.replace(' ', '_')}/{i}\n" for c in names for i in range(per_class - 1)))
+    rows = [f"{c.replace(' ', '_')}/{i}.jpg\ta picture of {c} number {i}" for c in names for i in range(per_class)]
+    (root / "bayes-hessian-alt" / "captions.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_folders_read_food101_split_and_captions(tmp_path):
+    root = _folders(tmp_path)
+    ev = labelled_folder(root / "food-101")
+    assert len(ev.labels) == 15 and ev.classnames == ["apple pie", "ramen", "sushi"]
+    pairs = pairs_folder(root / "bayes-hessian-alt")
+    assert pairs.captions[0] == "a picture of apple pie number 0" and len(pairs.captions) == 18
+    assert pairs_folder(root / "bayes-hessian").captions[0] == "a photo of a apple pie."
+
+
+def test_bvl_gpu_evaluators_with_stand_ins(tmp_path, monkeypatch):
+    root = _folders(tmp_path / "data")
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(root))
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=8, n_boot=50,
+                         stand_ins={"clip-vit-b-32-laion2b": "tiny-clip", "siglip-vit-b-16": "tiny-siglip"})
+    recs = {r.model: r for r in engine.evaluate("BVL-03", "gpu", ctx)}
+    assert set(recs) == {"clip-vit-b-32-laion2b", "siglip-vit-b-16"}
+    for model, r in recs.items():
+        assert r.verdict != "skipped", r.reason
+        cal = ctx.memo[f"bvl-gpu/{model}/bayes-hessian"]
+        # direct computation: deterministic softmax of scaled cosines from the encoder itself
+        enc = ctx.memo[next(k for k in ctx.memo if k.startswith(f"model/{model}/"))]
+        ev = labelled_folder(root / "food-101")
+        from mcdo.bayes.data import image_features, text_features
+
+        f = torch.nn.functional.normalize(image_features(enc, ev.images).embeddings.double(), dim=-1)
+        t = torch.nn.functional.normalize(text_features(enc, [f"a photo of a {c}." for c in ev.classnames])
+                                          .embeddings.double(), dim=-1)
+        det = torch.softmax(enc.logit_scale * f @ t.T, -1).numpy()
+        np.testing.assert_allclose(cal.prediction.deterministic.numpy(), det, atol=1e-6)
+        direct = metrics.compare(det, cal.prediction.probs.numpy(), ev.labels, n_boot=50)
+        assert r.measured == pytest.approx(direct["ece20"]["change"], abs=1e-6)  # det agrees to 1e-6 above
+        assert r.config["stand_in"] and r.config["n_pairs"] == 18
+    for claim in ("BVL-04", "BVL-05", "BVL-06"):
+        for r in engine.evaluate(claim, "gpu", ctx):
+            assert r.verdict != "skipped", r.reason
+    alt = ctx.memo["bvl-gpu/clip-vit-b-32-laion2b/bayes-hessian-alt"]
+    assert alt.config["hessian"] == "bayes-hessian-alt"
+
+
+def test_bvl_gpu_skips_name_everything_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(tmp_path))
+    recs = engine.evaluate("BVL-03", "gpu", engine.Context(progress=False))
+    for r in recs:
+        assert r.verdict == "skipped"
+        assert "food-101" in r.reason and "bayes-hessian" in r.reason
+        if not torch.cuda.is_available():
+            assert "CUDA GPU" in r.reason
+
+
+def test_mcdo_bayes_command(tmp_path, capsys):
+    from mcdo.cli import main
+
+    root = _folders(tmp_path / "data")
+    rc = main(["bayes", "--model", "tiny-clip", "--random-weights", "--hessian-data", str(root / "bayes-hessian"),
+               "--eval-data", str(root / "food-101"), "--out", str(tmp_path / "out"), "--quiet", "--class-batch", "9"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ece20" in out and (tmp_path / "out" / "tiny-clip-random-reliability.png").is_file()
+    assert main(["bayes", "--model", "nope"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "none")]) == 2
+    assert "labelled image folder" in capsys.readouterr().err
