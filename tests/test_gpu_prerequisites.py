@@ -73,7 +73,7 @@ def test_doctor_lists_models_data_and_claims(data_root, monkeypatch, capsys):
         assert f"\n{c:7s} " in out
     status = {line[:7].strip(): line[8:] for line in out.splitlines() if line[:4] in {"MCD-", "OOD-", "BVL-", "ICL-",
                                                                                    "PRB-"}}
-    assert status["BVL-03"] == "not implemented" and status["MCD-16"] == "not implemented"
+    assert status["ICL-01"] == "not implemented" and status["MCD-16"] == "not implemented"
     assert "a CUDA GPU" in status["MCD-03"] and "timm/vit_base_patch32_clip_224.openai" in status["MCD-03"]
     assert "ImageNet" not in status["MCD-03"]  # present here
 
@@ -85,7 +85,8 @@ def test_doctor_says_ready_when_everything_is_there(data_root, monkeypatch):
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     stand = {"clip-vit-b-16": "tiny-clip", "siglip-vit-b-16": "tiny-siglip", "siglip2-vit-b-16": "tiny-siglip",
              "clip-vit-b-32": "tiny-clip", "clip-vit-l-14-336": "tiny-clip", "siglip-so400m-14-384": "tiny-siglip",
-             "siglip2-so400m-14-378": "tiny-siglip", "siglip2-so400m-16-384": "tiny-siglip"}
+             "siglip2-so400m-14-378": "tiny-siglip", "siglip2-so400m-16-384": "tiny-siglip",
+             "clip-vit-b-32-laion2b": "tiny-clip"}
     ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, stand_ins=stand)
     status = claim_status(ctx)
     implemented = {c for c, t in engine.implemented() if t == "gpu"}
