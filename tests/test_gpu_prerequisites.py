@@ -90,7 +90,9 @@ def test_doctor_says_ready_when_everything_is_there(data_root, monkeypatch):
     ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, stand_ins=stand)
     status = claim_status(ctx)
     implemented = {c for c, t in engine.implemented() if t == "gpu"}
-    assert {c for c, v in status.items() if v == "ready"} == implemented
+    bvl = {c for c in implemented if c.startswith("BVL")}  # need food-101 / bayes-hessian, absent from this fixture
+    assert {c for c, v in status.items() if v == "ready"} == implemented - bvl
+    assert all("food-101" in status[c] and "bayes-hessian" in status[c] for c in bvl)
     assert not ctx.memo.get("mcd-gpu/clip_b32")  # nothing ran
 
 
