@@ -184,6 +184,29 @@ def _active_learning(out: Path, ctx: Context) -> tuple[str, str] | None:
     return "Active learning curves, proxy pair (BVL-06)", "active_learning_proxy.png"
 
 
+def _pruning(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """The zero-shot proxies' pruning curves over the 96-class head (ICL-03)."""
+    from .signatures.figures import pruning_curves
+
+    curves = {p["zero-shot"].model: p["zero-shot"].accuracy for k, p in sorted(ctx.memo.items())
+              if k.startswith("icl/proxy/")}
+    if not curves:
+        return None
+    pruning_curves(curves, out / "pruning_proxy.png", title="Privileged directions on the proxies (ICL-03)")
+    return "Pruning curve of the zero-shot head, proxies (ICL-03)", "pruning_proxy.png"
+
+
+def _probes(out: Path, ctx: Context) -> tuple[str, str] | None:
+    """Per-fold probe accuracy of both proxies' frozen features, seed 0 (PRB-04)."""
+    from .probe.pipeline import bar_chart
+
+    comp = ctx.memo.get("prb/proxy/0")
+    if comp is None:
+        return None
+    bar_chart(comp, out / "probe_proxy.png")
+    return "Frozen-feature probes on the proxies, seed 0 (PRB-04)", "probe_proxy.png"
+
+
 def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
                  ) -> tuple[list[tuple[str, str]], list[str]]:
     """Every figure whose inputs are available, and a note for each that could not be drawn (with why): a figure
@@ -192,7 +215,8 @@ def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
     out = report_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     figures, notes = [], []
-    for name in ("_reliability_vs_T", "_proxy_reliability", "_proxy_blur", "_ood_scores", "_bayes", "_active_learning"):
+    for name in ("_reliability_vs_T", "_proxy_reliability", "_proxy_blur", "_ood_scores", "_bayes", "_active_learning",
+                 "_pruning", "_probes"):
         maker = globals()[name]
         if ctx is None and name != "_reliability_vs_T":
             continue

@@ -141,3 +141,21 @@ def save_tiny_siglip_hf(folder: Path | str, seed: int = 0) -> Path:
                 ).save_pretrained(folder)
     train_siglip_tokenizer(folder, TINY_SIGLIP_HF["text"]["vocab_size"])
     return folder
+
+
+def make_probe_folder(root: Path | str, ages: tuple[int, ...] = (3, 4, 5, 6), per_class: int = 12, seed: int = 0,
+                      broken: bool = True) -> Path:
+    """An ordinal image folder in the seed's layout (``root/<age>/*.jpg``, like otolith images by age), the
+    images' brightness rising with the age so a probe has something to find, and (``broken``) one corrupt file."""
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for a in ages:
+        for j in range(per_class):
+            img = np.clip(rng.normal(40 * (a - ages[0]) + 60, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
+            (root / str(a)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / str(a) / f"fish{j:03d}.jpg")
+    if broken:
+        (root / str(ages[0]) / "broken.jpg").write_bytes(b"not a JPEG")
+    return root

@@ -69,7 +69,7 @@ def image_transform(enc: Encoder, resize: str = "model"):
                           T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), T.Normalize(mean, std)])
     if resize != "model":
         raise ValueError(f"unknown resize {resize!r}; choose 'model' or 'bilinear'")
-    if enc.backend == "open_clip":
+    if enc.backend in ("open_clip", "timm"):  # the library's own transform
         return enc.preprocess
     if enc.backend == "hf":
         from torchvision import transforms as T

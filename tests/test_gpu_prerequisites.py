@@ -73,7 +73,9 @@ def test_doctor_lists_models_data_and_claims(data_root, monkeypatch, capsys):
         assert f"\n{c:7s} " in out
     status = {line[:7].strip(): line[8:] for line in out.splitlines() if line[:4] in {"MCD-", "OOD-", "BVL-", "ICL-",
                                                                                    "PRB-"}}
-    assert status["ICL-01"] == "not implemented" and status["MCD-16"] == "not implemented"
+    assert status["MCD-16"] == "not implemented"
+    assert "openai_ft_in1k" in status["ICL-01"] and "clip-vit-b-16" in status["ICL-01"]  # both models' weights
+    assert "broden1_224" in status["ICL-04"] and "otoliths" in status["PRB-04"]
     assert "a CUDA GPU" in status["MCD-03"] and "timm/vit_base_patch32_clip_224.openai" in status["MCD-03"]
     assert "ImageNet" not in status["MCD-03"]  # present here
 
@@ -86,13 +88,15 @@ def test_doctor_says_ready_when_everything_is_there(data_root, monkeypatch):
     stand = {"clip-vit-b-16": "tiny-clip", "siglip-vit-b-16": "tiny-siglip", "siglip2-vit-b-16": "tiny-siglip",
              "clip-vit-b-32": "tiny-clip", "clip-vit-l-14-336": "tiny-clip", "siglip-so400m-14-384": "tiny-siglip",
              "siglip2-so400m-14-378": "tiny-siglip", "siglip2-so400m-16-384": "tiny-siglip",
-             "clip-vit-b-32-laion2b": "tiny-clip"}
+             "clip-vit-b-32-laion2b": "tiny-clip", "vit_base_patch16_clip_224.openai_ft_in1k": "test_vit"}
     ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, stand_ins=stand)
     status = claim_status(ctx)
     implemented = {c for c, t in engine.implemented() if t == "gpu"}
     bvl = {c for c in implemented if c.startswith("BVL")}  # need food-101 / bayes-hessian, absent from this fixture
-    assert {c for c, v in status.items() if v == "ready"} == implemented - bvl
+    other = {"ICL-04", "PRB-04"}  # need Broden and a probe folder, absent too
+    assert {c for c, v in status.items() if v == "ready"} == implemented - bvl - other
     assert all("food-101" in status[c] and "bayes-hessian" in status[c] for c in bvl)
+    assert "Broden" in status["ICL-04"] and "otoliths" in status["PRB-04"]
     assert not ctx.memo.get("mcd-gpu/clip_b32")  # nothing ran
 
 

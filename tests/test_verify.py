@@ -238,3 +238,21 @@ def test_findings_text_comes_from_the_data_and_drift_is_caught():
     with pytest.raises(findings.FindingDrift, match="moved"):
         findings.check(claim_id, tier, fresh)
     assert not issubclass(findings.FindingDrift, AssertionError)
+
+
+def test_finding_figures_may_move_within_their_own_interval_but_not_change_verdict(monkeypatch, tmp_path):
+    from mcdo.verify import findings
+
+    monkeypatch.setattr(findings, "PATH", tmp_path / "f.json")
+    monkeypatch.setitem(catalog.FINDINGS, ("MCD-13", "proxy"), "test")
+    findings.PATH.write_text('{"MCD-13/proxy": [{"model": "m", "verdict": "inconclusive", "measured": 0.003, '
+                             '"ci": [-0.035, 0.041]}]}')
+
+    def check(measured, lo, hi, verdict="inconclusive"):
+        findings.check("MCD-13", "proxy", [Record("MCD-13", "proxy", "m", verdict, measured, (lo, hi))])
+
+    check(0.010, -0.0098, 0.0305)  # every figure within the recorded half-width (0.038): same finding
+    with pytest.raises(findings.FindingDrift):
+        check(0.050, 0.0, 0.1)  # the value moved by more than its interval allows
+    with pytest.raises(findings.FindingDrift):
+        check(0.003, -0.035, 0.041, verdict="reproduced")

@@ -1,0 +1,130 @@
+"""Activations and zero-shot heads for the signatures, from any registered model (or a fine-tuned proxy), on the
+embedded world or a labelled image folder; and the profile of one model that ``mcdo signatures`` prints.
+
+The representation is the image embedding normalised to unit length: what a zero-shot head reads (kurtosis across
+a vector's components does not depend on its length; the outlier profile is per-image scale free).
+
+On the world, the zero-shot task for privileged directions has 96 classes, colour x shape x size ("a small red
+ring"): a head needs at least as many classes as the representation has dimensions (64 on the proxies) for
+'the top 20% of directions' to prune anything; the colour task's head has rank 8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import world
+from . import stats
+
+FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Images (a world tensor or a labelled folder), their labels and one prompt per class."""
+
+    name: str
+    images: object
+    labels: np.ndarray
+    prompts: list[str]
+    classnames: list[str] | None = None  # for a folder's template ensemble (``zeroshot.class_embeddings``)
+
+
+def world_composite(n: int = 2000, seed: int = 7) -> Task:
+    """Held-out world images labelled by (colour, shape, size): 96 classes, prompts 'a small red ring'."""
+    d = world.generate(n, seed=seed)
+    sizes, colours, shapes = list(world.SIZES), list(world.COLOURS), list(world.SHAPES)
+    prompts = [f"a {s} {c} {k}" for c, k, s in product(colours, shapes, sizes)]
+    a = d.attributes
+    labels = (a["colour"] * len(shapes) + a["shape"]) * len(sizes) + a["size"]
+    return Task(f"world seed {seed} n={n}, colour x shape x size (96 classes)", d.images, labels.astype(np.int64),
+                prompts)
+
+
+def world_colour(n: int = 1000, seed: int = 7) -> Task:
+    d = world.generate(n, seed=seed)
+    return Task(f"world seed {seed} n={n}, colour (8 classes)", d.images, d.labels, world.class_prompts())
+
+
+def folder_task(path, template: str = "a photo of a {}.") -> Task:
+    """A labelled image folder (one sub-folder per class); prompts from the folder names."""
+    from ..bayes.data import labelled_folder
+
+    lab = labelled_folder(path)
+    return Task(lab.name, lab.images, lab.labels, [template.format(c) for c in lab.classnames], lab.classnames)
+
+
+def representations(model, images, batch_size: int = 256, progress: bool = False, **feature_kw
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unit-norm image representations ``[N, d]`` of a world array (any proxy, zero-shot or fine-tuned) or of an
+    image folder (a registered model or classifier, through the feature cache), and for a folder the labels of the
+    images that could be read (unreadable ones are skipped, with a warning)."""
+    from ..data.folders import ImageList
+
+    if isinstance(images, ImageList):
+        from ..features import image_features
+
+        f = image_features(model, images, batch_size=batch_size, progress=progress, **feature_kw)
+        if f.failed:
+            import warnings
+
+            warnings.warn(f"{len(f.failed)} unreadable images skipped (first: {f.failed[0]})", stacklevel=2)
+        return f.features.astype(np.float64), f.labels
+    from ..models.proxy import normalise_images
+
+    x = normalise_images(images)
+    encode = model.representation if hasattr(model, "representation") else model.encode_image
+    with torch.no_grad():
+        out = [F.normalize(encode(x[i:i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)]
+    return torch.cat(out).double().numpy(), None
+
+
+def text_head(enc, prompts: list[str]) -> np.ndarray:
+    """The zero-shot head: normalised text embeddings of the prompts ``[K, d]``."""
+    with torch.no_grad():
+        t = torch.cat([enc.encode_text(enc.tokenizer(prompts[i:i + 256])) for i in range(0, len(prompts), 256)])
+    return F.normalize(t.float(), dim=-1).double().numpy()
+
+
+@dataclass
+class Profile:
+    """A model's signatures on one task."""
+
+    model: str
+    task: str
+    kurtosis: np.ndarray  # per image, across components (the paper's axis)
+    kurtosis_dimension: float  # mean over dimensions of the kurtosis across images
+    outliers: stats.OutlierProfile
+    importance: np.ndarray
+    accuracy: dict[float, float] = field(default_factory=dict)  # fraction of directions kept -> top-1
+    correct: dict[float, np.ndarray] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        k = self.kurtosis
+        out = [f"{self.model} on {self.task}",
+               f"  activation kurtosis (per image, across {len(self.outliers.mean_abs)} dims): mean {k.mean():.2f}, "
+               f"median {np.median(k):.2f} (Gaussian: 3); per dimension across images: {self.kurtosis_dimension:.2f}",
+               f"  outlier features: {self.outliers.summary()}",
+               f"  privileged directions: top direction carries {100 * self.importance[0]:.1f}% of the importance, "
+               f"top 20% of directions {100 * self.importance[:stats.kept_directions(0.2, len(self.outliers.mean_abs))].sum():.1f}%"]
+        if self.accuracy:
+            out.append("  pruning curve (directions kept -> top-1): "
+                       + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in self.accuracy.items()))
+        return out
+
+
+def profile(model_name: str, task: Task, acts: np.ndarray, head: np.ndarray | None, labels: np.ndarray,
+            fractions=FRACTIONS, threshold: float = 10.0) -> Profile:
+    """Kurtosis, outlier features and (with a head) privileged directions and the pruning curve of one model."""
+    dirs = stats.head_directions(head, acts) if head is not None else None
+    p = Profile(model_name, task.name, stats.kurtosis(acts, "vector"),
+                float(np.nanmean(stats.kurtosis(acts, "dimension"))), stats.outlier_profile(acts, threshold),
+                dirs.importance if dirs is not None else np.array([np.nan]))
+    if head is not None:
+        p.correct = stats.pruning_curve(head, acts, labels, fractions)
+        p.accuracy = {f: float(c.mean()) for f, c in p.correct.items()}
+    return p

@@ -1,0 +1,26 @@
+"""Figures of the signatures: the privileged-direction pruning curve."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pruning_curves(curves: dict[str, dict[float, float]], path: Path, title: str = "") -> Path:
+    """Top-1 against the share of the head's directions kept (most important first), one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for name, c in curves.items():
+        xs = sorted(c)
+        ax.plot([100 * x for x in xs], [c[x] for x in xs], marker="o", ms=3, label=name)
+    ax.axvline(20, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("directions kept (% of the representation, by importance)")
+    ax.set_ylabel("zero-shot top-1")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Robustness signatures (ICL), one module per tier."""

@@ -1,0 +1,130 @@
+"""Robustness-signature claims on the proxies (tier ``proxy``).
+
+Setting, fixed before any result was seen: the zero-shot softmax proxy (the CLIP analogue) at seeds 0, 1, 2
+against the same proxy fine-tuned on the world's colour classes with a supervised head (``models.finetune``: 300
+steps of cross-entropy from the zero-shot head, whole image tower trained), both read on 2000 held-out world images
+(seed 7) as unit-norm embeddings. ICL-01: mean activation kurtosis (per image across the 64 components, the
+paper's Eq. 2 as we read it), zero-shot minus fine-tuned with a paired bootstrap CI over images, and the zero-shot
+level against ">> 3" read as at least twice a Gaussian's (> 6). ICL-03: the zero-shot head over colour x shape x
+size (96 classes, so the head has full rank 64), accuracy after keeping the top 20% of directions (13 of 64) by
+importance minus the full head's, judged against a 1-point drop (the harness's accuracy margin), paired
+bootstrap CI over images; t intervals over seeds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...models import load
+from ...models.finetune import FinetuneConfig, load_or_finetune
+from ...signatures import collect, stats
+from ...stats import bootstrap_ci
+from ..engine import Context, evaluates
+from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
+
+TIER = "proxy"
+SETTINGS = dict(loss="softmax", seeds=(0, 1, 2), n_images=2000, data_seed=7, kurtosis_level=6.0, keep=0.2,
+                accuracy_drop=0.01, outlier_threshold=10.0)
+
+
+def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
+    """Zero-shot and fine-tuned profiles of one seed (the zero-shot one with the 96-class head's pruning curve)."""
+    s = SETTINGS
+
+    def make():
+        task = collect.world_composite(s["n_images"], s["data_seed"])
+        enc = load(f"proxy-{s['loss']}", seed=seed, progress=ctx.progress)
+        ft = load_or_finetune(FinetuneConfig(loss=s["loss"], seed=seed), progress=ctx.progress)
+        zs_acts, _ = collect.representations(enc, task.images)
+        ft_acts, _ = collect.representations(ft, task.images)
+        head = collect.text_head(enc, task.prompts)
+        return {"zero-shot": collect.profile(f"proxy-{s['loss']} seed {seed}", task, zs_acts, head, task.labels,
+                                             threshold=s["outlier_threshold"]),
+                "fine-tuned": collect.profile(f"proxy-{s['loss']} seed {seed} fine-tuned", task, ft_acts, None,
+                                              task.labels, threshold=s["outlier_threshold"])}
+
+    return ctx.cached(f"icl/proxy/{seed}", make)
+
+
+def _seed_ci(values: list[float]) -> tuple[float, float]:
+    from scipy import stats as st
+
+    v = np.asarray(values, dtype=np.float64)
+    h = st.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - h), float(v.mean() + h)
+
+
+def _both(a: str, b: str) -> str:
+    """Two parts of one claim: reproduced when both are, not reproduced when either is not."""
+    if NOT_REPRODUCED in (a, b):
+        return NOT_REPRODUCED
+    return REPRODUCED if a == b == REPRODUCED else INCONCLUSIVE
+
+
+@evaluates("ICL-01", TIER)
+def icl01(ctx: Context) -> list[Record]:
+    """Kurtosis zero-shot minus fine-tuned (> 0) and the zero-shot level (> 6) per seed, and across seeds."""
+    s, out, diffs, levels = SETTINGS, [], [], []
+    for seed in s["seeds"]:
+        p = _profiles(ctx, seed)
+        zs, ft = p["zero-shot"].kurtosis, p["fine-tuned"].kurtosis
+        diff = float(zs.mean() - ft.mean())
+        ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), zs, ft, n_boot=ctx.n_boot, seed=ctx.seed)
+        lvl = bootstrap_ci(lambda a: float(a.mean()), zs, n_boot=ctx.n_boot, seed=ctx.seed)
+        verdict = _both(direction_verdict(ci, 0.0), direction_verdict(lvl, s["kurtosis_level"]))
+        diffs.append(diff)
+        levels.append(float(zs.mean()))
+        out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} seed {seed}", verdict, diff, ci,
+                          expected=f"kurtosis zero-shot - fine-tuned > 0 and zero-shot > {s['kurtosis_level']:g}",
+                          reason=f"mean kurtosis zero-shot {zs.mean():.2f} [{lvl[0]:.2f}, {lvl[1]:.2f}], fine-tuned "
+                                 f"{ft.mean():.2f} (Gaussian: 3); per dimension across images "
+                                 f"{p['zero-shot'].kurtosis_dimension:.2f} vs {p['fine-tuned'].kurtosis_dimension:.2f}; "
+                                 f"outliers zero-shot: {p['zero-shot'].outliers.summary()}; fine-tuned: "
+                                 f"{p['fine-tuned'].outliers.summary()}; paired bootstrap CIs over images",
+                          config=dict(s, seeds=list(s["seeds"]), task=p["zero-shot"].task,
+                                      finetune=vars(FinetuneConfig(loss=s["loss"], seed=seed))),
+                          details={"kurtosis": {"zero-shot": float(zs.mean()), "fine-tuned": float(ft.mean()),
+                                                "zero-shot_ci": lvl},
+                                   "max_median": {k: v.outliers.ratio for k, v in p.items()}}))
+    ci, lvl = _seed_ci(diffs), _seed_ci(levels)
+    out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} across seeds",
+                      _both(direction_verdict(ci, 0.0), direction_verdict(lvl, s["kurtosis_level"])),
+                      float(np.mean(diffs)), ci, expected="mean over seeds of the two parts",
+                      reason=f"kurtosis difference per seed {', '.join(f'{d:+.3f}' for d in diffs)}; zero-shot level "
+                             f"{', '.join(f'{v:.2f}' for v in levels)} (t interval [{lvl[0]:.2f}, {lvl[1]:.2f}]); "
+                             f"t intervals over {len(diffs)} seeds", config=dict(seeds=list(s["seeds"]))))
+    return out
+
+
+def _drop_verdict(ci: tuple[float, float], drop: float) -> str:
+    """Accuracy kept: the whole CI of (pruned - full) above -drop; not kept: the whole CI below it."""
+    return direction_verdict(ci, -drop)
+
+
+@evaluates("ICL-03", TIER)
+def icl03(ctx: Context) -> list[Record]:
+    """Top-1 with the top 20% of the zero-shot head's directions minus the full head's, per seed and across."""
+    s, out, changes = SETTINGS, [], []
+    for seed in s["seeds"]:
+        p = _profiles(ctx, seed)["zero-shot"]
+        d = len(p.outliers.mean_abs)
+        k = stats.kept_directions(s["keep"], d)
+        kept, full = p.correct[s["keep"]].astype(float), p.correct[1.0].astype(float)
+        change = float(kept.mean() - full.mean())
+        ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
+        changes.append(change)
+        out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} seed {seed}", _drop_verdict(ci, s["accuracy_drop"]),
+                          change, ci, expected=f"top-1 change >= -{s['accuracy_drop']:g} keeping {k} of {d} directions",
+                          reason=f"top-1 full head {full.mean():.3f} -> {kept.mean():.3f} with the top {k} of {d} "
+                                 f"directions (they carry {100 * p.importance[:k].sum():.1f}% of the importance; the "
+                                 f"top one {100 * p.importance[0]:.1f}%); curve: "
+                                 + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in p.accuracy.items())
+                                 + "; paired bootstrap CI over images",
+                          config=dict(s, seeds=list(s["seeds"]), task=p.task, kept=k, dims=d),
+                          details={"curve": {str(f): a for f, a in p.accuracy.items()},
+                                   "importance": p.importance.round(5).tolist()}))
+    ci = _seed_ci(changes)
+    out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} across seeds", _drop_verdict(ci, s["accuracy_drop"]),
+                      float(np.mean(changes)), ci, expected=f"mean top-1 change >= -{s['accuracy_drop']:g}",
+                      reason=f"top-1 change per seed {', '.join(f'{c:+.4f}' for c in changes)}; t interval over "
+                             f"{len(changes)} seeds", config=dict(seeds=list(s["seeds"]))))
+    return out

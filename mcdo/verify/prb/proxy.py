@@ -1,0 +1,72 @@
+"""PRB-04 on the matched proxy pair (tier ``proxy``): do sigmoid-trained frozen features probe better?
+
+Setting, fixed before any result was seen: both proxies (softmax = CLIP's loss, sigmoid = SigLIP's) at seeds 0, 1,
+2; an ordinal task drawn from the world, each shape's radius in whole pixels (5..11, seven 'ages'), on 1000
+images (seed 13); unit-norm frozen image embeddings; the seed's protocol: Ridge (alpha = 6.0) and SVC, 10-fold
+stratified CV with the same folds for both models, accuracy, +-1 accuracy, RMSE. Verdict per seed and probe on
+the accuracy difference sigmoid - softmax with the Nadeau-Bengio corrected t interval (the paired t-test is
+reported beside it); across seeds a t interval over the three seeds' mean differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...models import load
+from ...probe import cv, pipeline
+from ..engine import Context, evaluates
+from ..records import Record, direction_verdict
+
+TIER = "proxy"
+SETTINGS = dict(seeds=(0, 1, 2), n_images=1000, data_seed=13, folds=10, alpha=cv.RIDGE_ALPHA, metric="accuracy")
+
+
+def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
+    s = SETTINGS
+
+    def make():
+        data = pipeline.world_size(s["n_images"], s["data_seed"])
+        feats = {}
+        for loss in ("softmax", "sigmoid"):
+            feats[f"proxy-{loss}"], readable = pipeline.features(load(f"proxy-{loss}", seed=seed,
+                                                                      progress=ctx.progress), data)
+        return pipeline.run(feats, data, readable, s["folds"], seed=ctx.seed + seed, alpha=s["alpha"])
+
+    return ctx.cached(f"prb/proxy/{seed}", make)
+
+
+def _seed_ci(values: list[float]) -> tuple[float, float]:
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - h), float(v.mean() + h)
+
+
+def _summary(comp: pipeline.Comparison, probe: str) -> str:
+    return "; ".join(f"{m} " + ", ".join(f"{metric} {r.mean(metric):.3f}+-{r.sd(metric):.3f}" for metric in comp.metrics)
+                     for (m, p), r in comp.results.items() if p == probe)
+
+
+@evaluates("PRB-04", TIER)
+def prb04(ctx: Context) -> list[Record]:
+    """Accuracy of each probe, sigmoid minus softmax features, per seed (corrected t interval) and across seeds."""
+    s, out = SETTINGS, []
+    for probe in cv.PROBES:
+        diffs = []
+        for seed in s["seeds"]:
+            comp = _comparison(ctx, seed)
+            t = comp.test(probe, s["metric"], "proxy-softmax", "proxy-sigmoid")
+            ct, pt = t["corrected"], t["paired"]
+            diffs.append(ct.mean)
+            out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}", direction_verdict(ct.ci, 0.0),
+                              ct.mean, ct.ci, expected="accuracy(sigmoid features) - accuracy(softmax features) > 0",
+                              reason=f"{comp.data}, {comp.k}-fold stratified CV: {_summary(comp, probe)}; difference "
+                                     f"{ct.describe()}; {pt.describe()}",
+                              config=dict(s, seeds=list(s["seeds"]), probe=probe, data=comp.data),
+                              details=pipeline.as_dict(comp)))
+        ci = _seed_ci(diffs)
+        out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}", direction_verdict(ci, 0.0),
+                          float(np.mean(diffs)), ci, expected="mean accuracy difference over seeds > 0",
+                          reason=f"accuracy difference per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t interval "
+                                 f"over {len(diffs)} seeds", config=dict(seeds=list(s["seeds"]), probe=probe)))
+    return out

@@ -1,0 +1,143 @@
+"""Frozen-feature probes: folds, metrics and tests against direct scikit-learn / scipy computations, the corrected
+t-test against baycomp's correlated t-test and a simulation, and ``mcdo probe`` on a generated folder."""
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.linear_model import Ridge
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC
+
+from mcdo.probe import compare, cv, pipeline
+
+
+def _data(n=120, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(3, 8, n)
+    x = rng.normal(size=(n, d)) + 0.6 * y[:, None] * rng.normal(size=(1, d))
+    return x, y
+
+
+def test_ordinal_cross_validation_is_the_direct_sklearn_computation():
+    x, y = _data()
+    splits = cv.folds(y, 10, seed=3)
+    ref = list(StratifiedKFold(10, shuffle=True, random_state=3).split(x, y))
+    assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(splits, ref))
+    r = cv.cross_validate("m", x, y, splits, "ridge", ordinal=True)
+    s = cv.cross_validate("m", x, y, splits, "svc", ordinal=True)
+    for i, (tr, te) in enumerate(ref):
+        pred = np.clip(np.rint(Ridge(alpha=6.0).fit(x[tr], y[tr]).predict(x[te])), y.min(), y.max())
+        assert r.per_fold["accuracy"][i] == pytest.approx(np.mean(pred == y[te]))
+        assert r.per_fold["within1"][i] == pytest.approx(np.mean(np.abs(pred - y[te]) <= 1))
+        assert r.per_fold["rmse"][i] == pytest.approx(np.sqrt(np.mean((pred - y[te]) ** 2)))
+        svc = SVC().fit(x[tr], y[tr]).predict(x[te])
+        assert s.per_fold["accuracy"][i] == pytest.approx(np.mean(svc == y[te]))
+    assert list(r.n_test) == [len(te) for _, te in ref]
+
+
+def test_nominal_labels_use_accuracy_and_macro_f1():
+    x, y = _data(seed=1)
+    splits = cv.folds(y, 5)
+    r = cv.cross_validate("m", x, y, splits, "svc", ordinal=False)
+    assert set(r.per_fold) == {"accuracy", "macro_f1"}
+    tr, te = splits[0]
+    pred = SVC().fit(x[tr], y[tr]).predict(x[te])
+    assert r.per_fold["macro_f1"][0] == pytest.approx(f1_score(y[te], pred, average="macro"))
+    assert cv.ordinal_values(["3", "10", "4"]).tolist() == [3, 10, 4] and cv.ordinal_values(["cat", "3"]) is None
+
+
+def test_bad_label_sets_say_what_to_do():
+    with pytest.raises(cv.ProbeDataError, match="only one class"):
+        cv.check_labels(np.zeros(20, int), 10)
+    with pytest.raises(cv.ProbeDataError, match=r"fewer images than the 10 folds.*b: 4.*--folds to 4"):
+        cv.check_labels(np.r_[np.zeros(20, int), np.ones(4, int)], 10, ["a", "b"])
+
+
+def test_paired_t_is_scipys():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.5, 0.05, 10), rng.normal(0.53, 0.05, 10)
+    t = compare.paired_t(a, b)
+    ref = sps.ttest_rel(b, a)
+    assert t.t == pytest.approx(ref.statistic) and t.p == pytest.approx(ref.pvalue)
+
+
+def test_corrected_t_is_baycomps_correlated_t_test():
+    from baycomp.single import CorrelatedTTest
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.5, 0.05, 10), rng.normal(0.52, 0.05, 10)
+    t = compare.corrected_t(a, b, n_train=np.full(10, 900), n_test=np.full(10, 100))  # ratio 1/(k-1), baycomp's
+    mean, var, df = CorrelatedTTest.compute_statistics(a, b)
+    assert t.mean == pytest.approx(mean) and t.df == df
+    post = sps.t(df, mean, np.sqrt(var))
+    assert t.ci[0] == pytest.approx(post.ppf(0.025)) and t.ci[1] == pytest.approx(post.ppf(0.975))
+    p_left, p_right = CorrelatedTTest.probs(a, b, rope=0)  # posterior P(b - a < 0), P(b - a > 0)
+    assert t.p / 2 == pytest.approx(min(p_left, p_right))
+
+
+def test_corrected_t_holds_its_level_where_the_paired_t_does_not():
+    """Two equally good probes on overlapping CV folds: the corrected test rejects about 5% of the time, the
+    naive paired t-test far more (Nadeau & Bengio 2003)."""
+    rng = np.random.default_rng(4)
+    n, k, rej_paired, rej_corrected, runs = 200, 10, 0, 0, 200
+    for _ in range(runs):
+        x = rng.normal(size=(n, 5))
+        y = (x[:, 0] + rng.normal(size=n) > 0).astype(int)
+        splits = cv.folds(y, k, seed=int(rng.integers(1 << 30)))
+        # the same probe on two equally informative noisy copies of the features: equal true accuracy
+        accs = []
+        for f in (x + rng.normal(scale=1.0, size=x.shape), x + rng.normal(scale=1.0, size=x.shape)):
+            accs.append(np.array([np.mean((f[te] @ np.linalg.lstsq(f[tr], y[tr] - 0.5, rcond=None)[0] > 0) == y[te])
+                                  for tr, te in splits]))
+        rej_paired += compare.paired_t(*accs).p < 0.05
+        rej_corrected += compare.corrected_t(*accs, n_train=0.9 * n, n_test=0.1 * n).p < 0.05
+    assert rej_corrected / runs <= 0.09
+    assert rej_paired > rej_corrected
+
+
+def test_pipeline_tests_every_pair_on_the_same_folds():
+    x, y = _data(n=100)
+    data = pipeline.ProbeData("toy", y - 3, [str(v) for v in range(3, 8)], None)
+    feats = {"a": x, "b": x[:, ::-1] + 0.1, "c": x * 2}
+    comp = pipeline.run(feats, data, np.arange(100), k=5)
+    assert len(comp.tests) == 2 * 3 * 3  # probes x pairs x metrics
+    t = comp.test("ridge", "accuracy", "a", "c")
+    d = comp.results[("c", "ridge")].per_fold["accuracy"] - comp.results[("a", "ridge")].per_fold["accuracy"]
+    assert t["corrected"].mean == pytest.approx(d.mean())
+    assert "| a | ridge |" in pipeline.table(comp)
+    json.dumps(pipeline.as_dict(comp), default=float)
+
+
+def test_world_size_is_an_ordinal_task():
+    d = pipeline.world_size(300, 13)
+    assert d.ordinal and d.classnames[0] == "5" and set(d.values) <= set(range(5, 12))
+
+
+def test_mcdo_probe_on_a_generated_folder(tmp_path, monkeypatch, capsys):
+    from mcdo.cli import main
+    from mcdo.testing import make_probe_folder
+
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = make_probe_folder(tmp_path / "otoliths", per_class=10)
+    rc = main(["probe", "--models", "tiny-clip,tiny-siglip", "--random-weights", "--data", str(folder), "--quiet",
+               "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "40 images (1 unreadable, skipped)" in out and "| tiny-siglip | svc |" in out
+    rec = json.loads((tmp_path / "out" / "otoliths-random.json").read_text())
+    assert rec["ordinal"] and rec["n_unreadable"] == 1 and len(rec["results"][0]["per_fold"]["accuracy"]) == 10
+    assert (tmp_path / "out" / "otoliths-random-accuracy.png").is_file()
+
+
+@pytest.mark.parametrize("per_class,ages,message", [(10, (4,), "only one class"), (3, (4, 5), "fewer images than")])
+def test_mcdo_probe_refuses_unusable_folders(tmp_path, monkeypatch, capsys, per_class, ages, message):
+    from mcdo.cli import main
+    from mcdo.testing import make_probe_folder
+
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = make_probe_folder(tmp_path / "d", ages=ages, per_class=per_class, broken=False)
+    rc = main(["probe", "--models", "tiny-clip", "--random-weights", "--data", str(folder), "--quiet",
+               "--out", str(tmp_path / "out")])
+    assert rc == 2 and message in capsys.readouterr().err

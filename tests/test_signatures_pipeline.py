@@ -1,0 +1,137 @@
+"""The ICL and PRB-04 gpu-tier evaluators end to end on generated folders with random-weight stand-ins (tiny-clip
+for CLIP, timm's test_vit for the fine-tuned classifier, tiny-siglip for the SigLIPs), every figure checked
+against a direct computation; their skips name what is missing; ``mcdo signatures`` on the proxies' world."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import StratifiedKFold
+
+from mcdo.models.classifier import FINETUNED_CLIP
+from mcdo.signatures import broden
+from mcdo.testing import make_image_folders, make_probe_folder
+from mcdo.verify import engine
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
+STAND_INS = {"clip-vit-b-16": "tiny-clip", FINETUNED_CLIP: "test_vit", "clip-vit-l-14-336": "tiny-clip",
+             "siglip-so400m-14-384": "tiny-siglip", "siglip2-so400m-14-378": "tiny-siglip"}
+
+
+@pytest.fixture
+def stand_in_ctx(tmp_path, monkeypatch):
+    root = make_image_folders(tmp_path / "data")
+    broden.write_fake(root, n=30)
+    make_probe_folder(root / "otoliths", per_class=10)
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    return engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=8, n_boot=50,
+                          stand_ins=STAND_INS)
+
+
+def _encode_directly(enc, paths) -> np.ndarray:
+    """Unit-norm features of the readable files, through the model's own transform, one image at a time."""
+    from PIL import Image
+
+    from mcdo.zeroshot import image_transform
+
+    t, out = image_transform(enc), []
+    for p in paths:
+        try:
+            x = t(Image.open(p).convert("RGB"))[None]
+        except Exception:
+            continue
+        with torch.no_grad():
+            out.append(torch.nn.functional.normalize(enc.encode_image(x).float(), dim=-1)[0].double().numpy())
+    return np.stack(out)
+
+
+def test_icl_gpu_evaluators_with_stand_ins(stand_in_ctx):
+    ctx = stand_in_ctx
+    recs = {c: engine.evaluate(c, "gpu", ctx) for c in ("ICL-01", "ICL-02", "ICL-03", "ICL-04")}
+    for rs in recs.values():
+        for r in rs:
+            assert r.verdict != "skipped", r.reason
+            assert r.config.get("stand_in") == "tiny-clip"
+    d = ctx.memo["icl-gpu/imagenet"]
+    val = ctx.memo[f"icl-data/{os.environ['MCDO_DATA_ROOT']}/imagenet"]
+    zs_enc = ctx.memo["model/clip-vit-b-16/None/cpu"]
+    ft_enc = ctx.memo["classifier/test_vit/cpu"]
+    zs, ft = _encode_directly(zs_enc, val.paths), _encode_directly(ft_enc, val.paths)
+    np.testing.assert_allclose(d["zs"], zs, atol=1e-4)
+    np.testing.assert_allclose(d["ft"], ft, atol=1e-4)
+    assert len(zs) == 12  # the corrupt file skipped
+    (k1,) = recs["ICL-01"]
+    ref = sps.kurtosis(zs, axis=1, fisher=False).mean() - sps.kurtosis(ft, axis=1, fisher=False).mean()
+    assert k1.measured == pytest.approx(ref, rel=1e-6)
+    z2 = recs["ICL-02"][0]
+    m = np.abs(zs).mean(axis=0)
+    assert z2.measured == pytest.approx(m.max() / np.median(m), rel=1e-6)
+    (k3,) = recs["ICL-03"]
+    head, labels = d["head"], d["labels"]
+    _, s, vt = np.linalg.svd(head, full_matrices=False)
+    imp = np.array([s[i] * np.mean(np.abs(zs @ vt[i])) for i in range(len(s))])
+    keep = vt[np.argsort(-imp)[:round(0.2 * zs.shape[1])]]
+    pruned = np.mean([np.argmax(head @ (keep.T @ (keep @ z))) == y for z, y in zip(zs, labels)])
+    full = np.mean([np.argmax(head @ z) == y for z, y in zip(zs, labels)])
+    assert k3.measured == pytest.approx(pruned - full)
+    assert [r.model for r in recs["ICL-04"]] == ["clip-vit-b-16", FINETUNED_CLIP]
+    assert "30 Broden images" in recs["ICL-04"][0].reason and "1 unreadable masks" in recs["ICL-04"][0].reason
+
+
+def test_prb04_gpu_with_stand_ins_is_the_direct_sklearn_computation(stand_in_ctx):
+    ctx = stand_in_ctx
+    recs = engine.evaluate("PRB-04", "gpu", ctx)
+    assert len(recs) == 4 and all(r.verdict != "skipped" for r in recs), [r.reason for r in recs]
+    comp = ctx.memo["prb-gpu/probe"]
+    assert comp.n_images == 40 and comp.n_unreadable == 1 and comp.ordinal
+    from mcdo.probe.pipeline import folder
+
+    data = folder(os.path.join(os.environ["MCDO_DATA_ROOT"], "otoliths"))
+    enc_a = ctx.memo["model/clip-vit-l-14-336/None/cpu"]
+    enc_b = next(v for k, v in ctx.memo.items() if k.startswith("model/siglip-so400m-14-384/"))
+    xa, xb = _encode_directly(enc_a, data.images.paths), _encode_directly(enc_b, data.images.paths)
+    ok = np.array([p.name != "broken.jpg" for p in data.images.paths])
+    y = data.values[ok]
+    diffs = []
+    for tr, te in StratifiedKFold(10, shuffle=True, random_state=ctx.seed).split(xa, y):
+        acc = [np.mean(np.clip(np.rint(Ridge(alpha=6.0).fit(x[tr], y[tr]).predict(x[te])), y.min(), y.max()) == y[te])
+               for x in (xa, xb)]
+        diffs.append(acc[1] - acc[0])
+    ridge = next(r for r in recs if r.model == "siglip-so400m-14-384 vs clip-vit-l-14-336 ridge")
+    assert ridge.measured == pytest.approx(np.mean(diffs), abs=1e-12)
+    se = np.sqrt((1 / 10 + 1 / 9) * np.var(diffs, ddof=1))
+    assert ridge.ci[1] - ridge.ci[0] == pytest.approx(2 * sps.t.ppf(0.975, 9) * se, rel=0.02)  # fold sizes +-1
+
+
+def test_icl_and_prb04_gpu_skips_name_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(tmp_path))
+    ctx = engine.Context(progress=False)
+    for claim, names in (("ICL-01", ("ImageNet", "openai_ft_in1k")), ("ICL-04", ("broden1_224/index.csv",)),
+                         ("PRB-04", ("otoliths", "siglip2"))):
+        for r in engine.evaluate(claim, "gpu", ctx):
+            assert r.verdict == "skipped"
+            assert all(n in r.reason for n in names), r.reason
+            if not torch.cuda.is_available():
+                assert "CUDA GPU" in r.reason
+
+
+def test_mcdo_signatures_on_the_world_and_a_folder(tmp_path, capsys):
+    from mcdo.cli import main
+
+    root = make_image_folders(tmp_path / "data")
+    assert main(["signatures", "--model", "tiny-clip", "--random-weights", "--data", str(root / "imagenet/val"),
+                 "--quiet", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "activation kurtosis" in out and "pruning curve" in out
+    assert (tmp_path / "out" / "tiny-clip-random-pruning.png").is_file()
+    assert main(["signatures", "--model", "timm:test_vit", "--random-weights", "--data", str(root / "imagenet/val"),
+                 "--quiet", "--out", str(tmp_path / "out")]) == 0
+    assert "outlier features" in capsys.readouterr().out
+    assert main(["signatures", "--model", "proxy-softmax", "--data", str(root)]) == 2
+    assert "proxies read the embedded world" in capsys.readouterr().err
