@@ -242,6 +242,15 @@ FINDINGS: dict[tuple[str, str], str] = {
     ("BVL-05", "proxy"): "with the Hessian from another world the Laplace raises ECE further on both proxies",
     ("BVL-06", "proxy"): "BALD and EPIG on the Laplace's uncertainty do not beat random selection on the proxies' "
                          "background task: every area between curves has a CI straddling 0",
+    ("ICL-01", "proxy"): "the proxies have no outlier features at all (max/median mean |activation| ~2, no dimension "
+                         "above 10x the median) and activation kurtosis ~3 (Gaussian), zero-shot and fine-tuned alike: "
+                         "a 64-dimensional model trained on 20000 pairs is below the scale where the paper finds them",
+    ("ICL-03", "proxy"): "keeping the top 20% of the zero-shot head's directions (13 of 64, ~98% of the importance) keeps "
+                         "top-1 within a point in most seeds, but not decidedly in every seed, and three seeds' t "
+                         "interval is wider than the 1-point margin: inconclusive",
+    ("PRB-04", "proxy"): "sigmoid-trained frozen features do not probe the world's ordinal size task better than "
+                         "softmax-trained ones: every difference is within a few points with a corrected-t interval "
+                         "straddling 0 (Ridge and SVC, every seed and across seeds)",
     ("MCD-08", "recorded"): "the recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) do not give 0.25; "
                             "the seed's 0.25 is from a different run (ImageNet val N=2000, summary only: 0.253)",
 }
