@@ -254,5 +254,10 @@ def test_finding_figures_may_move_within_their_own_interval_but_not_change_verdi
     check(0.010, -0.0098, 0.0305)  # every figure within the recorded half-width (0.038): same finding
     with pytest.raises(findings.FindingDrift):
         check(0.050, 0.0, 0.1)  # the value moved by more than its interval allows
+    check(0.005, -0.03, 0.04, verdict="reproduced")  # an edge crossed by figures within 0.02: another CPU's rounding
     with pytest.raises(findings.FindingDrift):
-        check(0.003, -0.035, 0.041, verdict="reproduced")
+        check(0.03, 0.001, 0.07, verdict="reproduced")  # crossed by a figure that moved further: drift
+    findings.PATH.write_text('{"MCD-13/proxy": [{"model": "m", "verdict": "not reproduced", "measured": -0.01, '
+                             '"ci": [-0.019, -0.001]}]}')
+    with pytest.raises(findings.FindingDrift):
+        check(-0.005, 0.001, 0.009, verdict="reproduced")  # a decided verdict turned over: always drift
