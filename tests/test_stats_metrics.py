@@ -302,3 +302,15 @@ def test_ece_edges_go_to_the_lower_bin(rng):
     probs[:, 1:] = ((1 - conf) / (k - 1))[:, None]
     labels = np.where(correct == 1, 0, 1 + rng.integers(0, k - 1, n))
     assert S.ece(probs, labels, n_bins=20) == pytest.approx(_ece_naive(conf, correct, 20), abs=1e-12)
+
+
+def test_mean_t_ci_is_scipys_t_interval():
+    from scipy import stats as sps
+
+    from mcdo.stats import mean_t_ci
+
+    v = np.array([0.012, -0.004, 0.031])
+    ref = sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
+    assert mean_t_ci(v) == pytest.approx(ref)
+    with pytest.raises(ValueError):
+        mean_t_ci([1.0])

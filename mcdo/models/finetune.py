@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .proxy import ProxyConfig, load_or_train, normalise_images
+from .proxy import ProxyConfig, cached_module, load_or_train, normalise_images
 
 
 @dataclass(frozen=True)
@@ -102,17 +101,10 @@ def load_or_finetune(c: FinetuneConfig, cache_dir: Path | None = None, progress:
     from .. import env
     from ..data import world
 
-    folder = Path(cache_dir) if cache_dir else env.cache_dir() / "proxy"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"finetuned-{c.loss}-seed{c.seed}-{c.key()}.pt"
-    if path.is_file():
+    def empty() -> FinetunedProxy:
         base = load_or_train(ProxyConfig(loss=c.loss, seed=c.seed), progress=progress)
-        model = FinetunedProxy(copy.deepcopy(base.visual), torch.zeros(len(world.CLASSES), base.visual.head.out_features),
-                               1.0)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    model = finetune(c, progress)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model
+        return FinetunedProxy(copy.deepcopy(base.visual), torch.zeros(len(world.CLASSES), base.visual.head.out_features),
+                              1.0)
+
+    folder = Path(cache_dir) if cache_dir else env.cache_dir() / "proxy"
+    return cached_module(folder / f"finetuned-{c.loss}-seed{c.seed}-{c.key()}.pt", empty, lambda: finetune(c, progress))

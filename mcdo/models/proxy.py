@@ -201,23 +201,29 @@ def train(c: ProxyConfig, progress: bool = True) -> DualEncoder:
     return model.eval()
 
 
+def cached_module(path: Path, empty, make) -> nn.Module:
+    """The module saved at ``path`` (its state loaded into ``empty()``), or ``make()`` now, saved atomically (written
+    to a temporary name, then renamed: a file on disk is always complete)."""
+    if path.is_file():
+        model = empty()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    model = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model
+
+
 def load_or_train(c: ProxyConfig, cache_dir: Path | None = None, progress: bool = True) -> DualEncoder:
     """The trained proxy for this configuration, from the cache or trained now (and cached atomically)."""
     from .. import env
     from ..data import world
 
     folder = Path(cache_dir) if cache_dir else env.cache_dir() / "proxy"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{c.loss}-seed{c.seed}-{c.key()}.pt"
-    if path.is_file():
-        model = DualEncoder(c, len(world.VOCAB), world.CONTEXT)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    model = train(c, progress)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model
+    return cached_module(folder / f"{c.loss}-seed{c.seed}-{c.key()}.pt",
+                         lambda: DualEncoder(c, len(world.VOCAB), world.CONTEXT), lambda: train(c, progress))
 
 
 def pair(seed: int, **overrides) -> tuple[ProxyConfig, ProxyConfig]:

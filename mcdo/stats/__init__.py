@@ -3,7 +3,8 @@
 Layouts: trial scores ``[K trials, N images]``; samples ``[T, N, D]``;
 detection scores ``[N]`` with labels 1 = positive; probabilities ``[N, C]``.
 """
-from .bootstrap import auroc_ci_hanley_mcneil, binomial_ci, bootstrap_ci, jackknife_ci_trials, spearman_ci_fisher
+from .bootstrap import (auroc_ci_hanley_mcneil, binomial_ci, bootstrap_ci, jackknife_ci_trials, mean_t_ci,
+                        spearman_ci_fisher)
 from .calibration import brier, ece, entropy, nll
 from .detection import aupr, auroc, detection_summary, fpr_at_tpr, fpr_at_tpr_closest
 from .paired import PairedChange, paired_change

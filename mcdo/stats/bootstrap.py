@@ -65,6 +65,15 @@ def jackknife_ci_trials(
     return float(centre - t * se), float(centre + t * se)
 
 
+def mean_t_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t CI of the mean of a few independent figures (e.g. one per proxy seed), n - 1 degrees of freedom."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        raise ValueError("a t interval needs at least two values")
+    h = _st.t.ppf(0.5 + level / 2.0, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean() - h), float(v.mean() + h)
+
+
 def binomial_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) CI of a proportion."""
     ci = _st.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="exact")

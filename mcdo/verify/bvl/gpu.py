@@ -20,7 +20,8 @@ from ..engine import Context, evaluates
 from ..ood.gpu import per_model
 from ..prerequisites import Ready, load_model, missing_files, stand_in_config
 from ..records import Record, direction_verdict
-from .proxy import OVERHEAD_LIMIT, _ece_verdict, _row, _seed_ci
+from ...stats import mean_t_ci
+from .proxy import OVERHEAD_LIMIT, _ece_verdict, _row
 
 MODELS = ("clip-vit-b-32-laion2b", "siglip-vit-b-16")
 EVAL, HESSIAN, HESSIAN_ALT = "food-101", "bayes-hessian", "bayes-hessian-alt"
@@ -144,7 +145,7 @@ def bvl06_gpu(ctx: Context) -> list[Record]:
                                  enc.logit_scale, rounds, per_round, seed=k) for s in active.STRATEGIES}
             for s in areas:
                 areas[s].append(active.area_between(run[s], run["random"]))
-        ci = _seed_ci(areas["epig"])
+        ci = mean_t_ci(areas["epig"])
         return Record("BVL-06", "gpu", model, direction_verdict(ci, 0.0), float(np.mean(areas["epig"])), ci,
                       expected="accuracy(EPIG) - accuracy(random) > 0 averaged over label budgets",
                       reason=f"EPIG areas {np.round(areas['epig'], 4).tolist()}, BALD areas "

@@ -16,6 +16,7 @@ import numpy as np
 from ...bayes import active, metrics, pipeline
 from ...bayes.data import WORLD_PROMPTS, image_features, text_features, world_labelled, world_pairs
 from ...models import load
+from ...stats import mean_t_ci
 from ..engine import Context, evaluates
 from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
 
@@ -56,13 +57,6 @@ def _row(res: dict) -> str:
                      for m, v in res.items())
 
 
-def _seed_ci(values: list[float]) -> tuple[float, float]:
-    from scipy import stats
-
-    v = np.asarray(values)
-    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - h), float(v.mean() + h)
-
 
 def _calibration_records(ctx: Context, claim: str, hessian: str) -> list[Record]:
     out = []
@@ -77,7 +71,7 @@ def _calibration_records(ctx: Context, claim: str, hessian: str) -> list[Record]
                               reason=f"Laplace vs deterministic on {cal.config['evaluation']} (Hessian: "
                                      f"{cal.config['hessian']}): {_row(res)}; paired bootstrap CIs over images",
                               config=cal.config, details={"comparison": res}))
-        ci = _seed_ci(changes)
+        ci = mean_t_ci(changes)
         out.append(Record(claim, TIER, f"proxy-{loss} across seeds", direction_verdict(ci, 0.0, above=False),
                           float(np.mean(changes)), ci, expected="mean ECE20 change over seeds < 0",
                           reason=f"ECE20 change per seed {', '.join(f'{c:+.4f}' for c in changes)}; t interval over "
@@ -155,7 +149,7 @@ def bvl06(ctx: Context) -> list[Record]:
         curves = _curves(ctx, loss)
         for strategy in ("bald", "epig"):
             areas = [active.area_between(c, r) for c, r in zip(curves[strategy], curves["random"])]
-            ci = _seed_ci(areas)
+            ci = mean_t_ci(areas)
             mean_curve = {s: np.mean([c.accuracy for c in cs], axis=0).round(4).tolist() for s, cs in curves.items()}
             out.append(Record("BVL-06", TIER, f"proxy-{loss} {strategy}", direction_verdict(ci, 0.0),
                               float(np.mean(areas)), ci, expected=f"accuracy({strategy}) - accuracy(random) > 0 "

@@ -19,7 +19,7 @@ import numpy as np
 from ...models import load
 from ...models.finetune import FinetuneConfig, load_or_finetune
 from ...signatures import collect, stats
-from ...stats import bootstrap_ci
+from ...stats import bootstrap_ci, mean_t_ci
 from ..engine import Context, evaluates
 from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
 
@@ -46,13 +46,6 @@ def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
 
     return ctx.cached(f"icl/proxy/{seed}", make)
 
-
-def _seed_ci(values: list[float]) -> tuple[float, float]:
-    from scipy import stats as st
-
-    v = np.asarray(values, dtype=np.float64)
-    h = st.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - h), float(v.mean() + h)
 
 
 def _both(a: str, b: str) -> str:
@@ -87,7 +80,7 @@ def icl01(ctx: Context) -> list[Record]:
                           details={"kurtosis": {"zero-shot": float(zs.mean()), "fine-tuned": float(ft.mean()),
                                                 "zero-shot_ci": lvl},
                                    "max_median": {k: v.outliers.ratio for k, v in p.items()}}))
-    ci, lvl = _seed_ci(diffs), _seed_ci(levels)
+    ci, lvl = mean_t_ci(diffs), mean_t_ci(levels)
     out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} across seeds",
                       _both(direction_verdict(ci, 0.0), direction_verdict(lvl, s["kurtosis_level"])),
                       float(np.mean(diffs)), ci, expected="mean over seeds of the two parts",
@@ -124,7 +117,7 @@ def icl03(ctx: Context) -> list[Record]:
                           config=dict(s, seeds=list(s["seeds"]), task=p.task, kept=k, dims=d),
                           details={"curve": {str(f): a for f, a in p.accuracy.items()},
                                    "importance": p.importance.round(5).tolist()}))
-    ci = _seed_ci(changes)
+    ci = mean_t_ci(changes)
     out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} across seeds", _drop_verdict(ci, s["accuracy_drop"]),
                       float(np.mean(changes)), ci, expected=f"mean top-1 change >= -{s['accuracy_drop']:g}",
                       reason=f"top-1 change per seed {', '.join(f'{c:+.4f}' for c in changes)}; t interval over "

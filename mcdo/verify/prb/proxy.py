@@ -13,6 +13,7 @@ import numpy as np
 
 from ...models import load
 from ...probe import cv, pipeline
+from ...stats import mean_t_ci
 from ..engine import Context, evaluates
 from ..records import Record, direction_verdict
 
@@ -33,13 +34,6 @@ def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
 
     return ctx.cached(f"prb/proxy/{seed}", make)
 
-
-def _seed_ci(values: list[float]) -> tuple[float, float]:
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - h), float(v.mean() + h)
 
 
 def _summary(comp: pipeline.Comparison, probe: str) -> str:
@@ -64,7 +58,7 @@ def prb04(ctx: Context) -> list[Record]:
                                      f"{ct.describe()}; {pt.describe()}",
                               config=dict(s, seeds=list(s["seeds"]), probe=probe, data=comp.data),
                               details=pipeline.as_dict(comp)))
-        ci = _seed_ci(diffs)
+        ci = mean_t_ci(diffs)
         out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}", direction_verdict(ci, 0.0),
                           float(np.mean(diffs)), ci, expected="mean accuracy difference over seeds > 0",
                           reason=f"accuracy difference per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t interval "
