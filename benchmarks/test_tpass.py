@@ -1,7 +1,10 @@
 """Throughput of T MC-dropout passes: the seed's loop against the core, side by side in one run.
 
 naive_fp32: ``for t in range(T): tower(batch)`` with dropout through module hooks, as the seed ran it.
-core_*: ``mc_sample`` (batch repetition in chunks, exact fast path, sparse masks), fp32 and bf16.
+core_*: ``mc_sample`` (batch repetition in chunks, exact fast path, sparse masks), fp32, bf16 and ``auto`` (what
+``mcdo.precision`` picks for the device, printed with its reason). Each case also reports achieved FLOP/s (a full
+pass's FLOPs, ``mcdo.flops``) as a share of this machine's matrix-product rate measured in the same session, and of
+the device's peak on a known GPU. CLIP ViT-B-32 and SigLIP2 ViT-B-16 at T = 64 are the issue's cases.
 Compare commits with ``--benchmark-autosave`` / ``--benchmark-compare`` (see README).
 """
 from __future__ import annotations
@@ -12,9 +15,11 @@ import torch
 from mcdo import env
 from mcdo.dropout import inject_uniform_linear_dropout, mc_mode
 from mcdo.models import load
+from mcdo.precision import resolve
 from mcdo.sampling import mc_sample
 
-MODELS = {"tiny-clip": 8, "clip-vit-b-32": 2}  # model -> images per round
+MODELS = {"tiny-clip": 8, "clip-vit-b-32": 2, "siglip2-vit-b-16": 1}  # model -> images per round
+_FLOPS: dict = {}
 _ENCODERS: dict = {}
 
 
@@ -44,22 +49,38 @@ def naive_loop(tower, images, T, p=0.01):
         ctl.remove()
 
 
-CASES = [(m, T, b, impl) for m in MODELS for T in (1, 16, 64)
-         for impl, batches in (("naive_fp32", (1,)), ("core_fp32", (1,)), ("core_bf16", (1, 2)))
-         for b in batches]
+IMPLS = (("naive_fp32", (1,)), ("core_fp32", (1,)), ("core_bf16", (1, 2)), ("core_auto", (1,)))
+CASES = [(m, T, b, impl) for m in MODELS for T in ((64,) if m == "siglip2-vit-b-16" else (1, 16, 64))
+         for impl, batches in IMPLS for b in batches
+         if not (m == "siglip2-vit-b-16" and impl == "core_bf16")]  # SigLIP2 B-16: T = 64, fp32 and auto
 
 
 @pytest.mark.parametrize("model,T,batch,impl", CASES, ids=[f"{m}-T{T}-b{b}-{i}" for m, T, b, i in CASES])
-def test_tpass_throughput(benchmark, record, model, T, batch, impl):
+def _pass_flops(name) -> int:
+    if name not in _FLOPS:
+        from mcdo.flops import pass_flops
+
+        _FLOPS[name] = pass_flops(_tower(name).vision_tower, _tower(name).spec.image_size)
+    return _FLOPS[name]
+
+
+def test_tpass_throughput(benchmark, record, auto_note, machine_rates, model, T, batch, impl):
     tower, x = _tower(model).vision_tower, _images(model)
     if impl == "naive_fp32":
         fn = lambda: naive_loop(tower, x, T)  # noqa: E731
     else:
-        dtype = "bfloat16" if impl.endswith("bf16") else "float32"
+        dtype = {"core_bf16": "bfloat16", "core_fp32": "float32", "core_auto": "auto"}[impl]
         fn = lambda: mc_sample(tower, x, T=T, p=0.01, batch_size=batch, max_rows=64, dtype=dtype,  # noqa: E731
                                progress=False)
     rounds = 3 if model == "tiny-clip" else (1 if impl == "naive_fp32" and T == 64 else 2)
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
     ips = x.shape[0] / benchmark.stats.stats.mean
-    benchmark.extra_info.update(images_per_s=ips, passes_per_s=ips * T, device=str(next(tower.parameters()).device))
-    record((model, T, batch, impl), ips)
+    device = next(tower.parameters()).device
+    ran, why = resolve(dtype if impl != "naive_fp32" else "float32", device)
+    flops = ips * T * _pass_flops(model)
+    benchmark.extra_info.update(images_per_s=ips, passes_per_s=ips * T, device=str(device), dtype=ran, dtype_reason=why,
+                                flops_per_pass=_pass_flops(model), flops_per_s=flops,
+                                matmul_rate=machine_rates[1])
+    if impl == "core_auto":
+        auto_note[str(device)] = f"{ran} ({why})"
+    record((model, T, batch, impl), ips, flops_per_s=flops, dtype=ran, device=machine_rates[0])

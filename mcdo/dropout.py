@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .masks import apply_drops, site_key
+
 MODES = ("as_published", "faithful")
 
 
@@ -48,6 +50,9 @@ class MCDropout:
     sampler: str = "sparse"  # sparse | dense
     dropped: Counter = field(default_factory=Counter)
     seen: Counter = field(default_factory=Counter)
+    # keys of the rows of the batch being run (``mcdo.masks``): masks become a function of (seed, image, pass,
+    # site), set by the T-pass core per chunk; None: masks from torch's global generator (audits, loops)
+    row_keys: torch.Tensor | None = None
     _handles: list = field(default_factory=list)
     _patched: list = field(default_factory=list)
 
@@ -62,6 +67,8 @@ class MCDropout:
             return x
         if self.sampler == "dense":
             y = F.dropout(x, self.p, training=True)
+        elif self.row_keys is not None:
+            y = apply_drops(x * (1.0 / (1.0 - self.p)), self.row_keys, site_key(name), self.p)
         else:
             y = x * (1.0 / (1.0 - self.p))
             y.view(-1)[sparse_drop_positions(y.numel(), self.p, y.device)] = 0
@@ -81,6 +88,13 @@ class MCDropout:
         """
         self.fired[name] += 1
         if self.p == 0.0:
+            return x
+        if self.row_keys is not None:
+            before = int((x != 0).sum()) if self.record_rates else 0
+            apply_drops(x, self.row_keys, site_key(name), self.p)
+            if self.record_rates:
+                self.seen[name] += before
+                self.dropped[name] += before - int((x != 0).sum())
             return x
         flat = x.view(-1)
         pos = sparse_drop_positions(flat.numel(), self.p, x.device)

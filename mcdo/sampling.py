@@ -1,11 +1,12 @@
 """The T-pass core: T stochastic passes per image, fast, with float64 statistics.
 
 Each batch of B images is repeated along the batch dimension (independent dropout masks per
-row) in chunks of at most ``max_rows`` rows; there is no Python loop over passes per image.
+row) in chunks of at most ``max_rows`` rows; there is no Python loop over passes per image. Every
+mask is a function of (seed, image content, pass index, site) only (``mcdo.masks``), so an image's
+result does not depend on ``batch_size``, ``max_rows``, the runner, a shard or the device count.
 Per-image moments are merged across chunks in float64 with Chan's parallel update (never
 E[x^2] - E[x]^2 in float32). Full ``[T, D]`` samples are kept only when asked (covariance
-scores). Each batch is seeded from (seed, its content), so results do not depend on order,
-and is cached under a key of everything that determines its result: a fingerprint of the
+scores). Each batch is cached under a key of everything that determines its result: a fingerprint of the
 tower's weights, the dropout mode, p, T, seed, dtype, chunking, the runner, the version of
 the sampling code (``SAMPLER_VERSION``) and the batch's content. An interrupted run resumes
 without recomputing finished batches; a cached batch that cannot be read is named and
@@ -27,11 +28,12 @@ from torch import nn
 
 from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
 from .fastpath import CLIPViTRunner, supports
+from .masks import image_keys, row_keys
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Bump when a change to the sampler (masks, fast path, statistics) can change its output: old cached
 # batches are then never read again.
-SAMPLER_VERSION = 2
+SAMPLER_VERSION = 3  # 3: masks keyed by (seed, image, pass, site), independent of batching
 
 
 @dataclass
@@ -128,6 +130,8 @@ def _check_args(images, T, p, batch_size: int, max_rows: int, tower: nn.Module) 
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
         raise ValueError(f"p must be a dropout probability in [0, 1), got {p!r}")
     for name, v in (("batch_size", batch_size), ("max_rows", max_rows)):
+        if v is None:  # chosen for the device (mcdo.chunking)
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     if isinstance(images, torch.Tensor):
@@ -164,6 +168,25 @@ def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+def _chunking(tower, runner, ctl, images, T, batch_size, max_rows) -> tuple[int, int, str]:
+    """Batch and chunk sizes: the caller's, else the device's (``mcdo.chunking``; on CUDA measured with one chunk of
+    the first image)."""
+    from . import chunking
+
+    first = images[:1] if isinstance(images, torch.Tensor) else None
+
+    def run_rows(rows: int) -> None:
+        x = first.to(next(tower.parameters()).device)
+        with torch.no_grad(), mc_mode(ctl):
+            ctl.row_keys = row_keys(image_keys(x, 0), torch.arange(rows))
+            try:
+                runner.suffix(runner.prefix(x), rows)
+            finally:
+                ctl.row_keys = None
+
+    return chunking.choose(tower, None, T, batch_size, max_rows, run_rows if first is not None else None)
+
+
 def _batch_key(base: dict, images: torch.Tensor) -> str:
     h = hashlib.sha256(json.dumps(base, sort_keys=True).encode())
     h.update(images.detach().cpu().contiguous().numpy().tobytes())
@@ -175,14 +198,17 @@ def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: i
     b = images.shape[0]
     per_chunk = max(1, max_rows // b)
     pre, post, kept = _Moments(), _Moments(), None
-    devices = [images.device] if images.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), mc_mode(ctl):
-        torch.manual_seed(seed)
+    keys = image_keys(images, seed)  # masks: a function of (seed, image, pass, site) only (mcdo.masks)
+    with mc_mode(ctl):
         state = runner.prefix(images)
         done = 0
         while done < T:
             t = min(per_chunk, T - done)
-            out = runner.suffix(state, t).view(t, b, -1).double()
+            ctl.row_keys = row_keys(keys, torch.arange(done, done + t))
+            try:
+                out = runner.suffix(state, t).view(t, b, -1).double()
+            finally:
+                ctl.row_keys = None
             pre.update(out)
             post.update(out / out.norm(dim=-1, keepdim=True))
             if keep_samples:  # written in place: no list of chunks and no concatenation
@@ -236,8 +262,8 @@ def mc_sample(
     p: float = 0.01,
     mode: str = "as_published",
     seed: int = 0,
-    batch_size: int = 1,
-    max_rows: int = 64,
+    batch_size: int | None = None,
+    max_rows: int | None = None,
     dtype: str = "float32",
     keep_samples: bool = False,
     cache_dir: str | Path | None = None,
@@ -248,17 +274,24 @@ def mc_sample(
     """Run T MC-dropout passes per image through a vision tower and return per-image moments.
 
     ``images``: a tensor ``[N, C, H, W]`` (split into ``batch_size`` batches) or an iterable of
-    batches. ``dtype``: ``float32`` or ``bfloat16`` (bf16 weights on the CPU fast path, autocast
-    otherwise; statistics always float64). ``ctl``: reuse already injected sites (else injected
-    here with ``p`` and ``mode`` and removed afterwards).
+    batches. ``batch_size`` / ``max_rows`` (rows per chunk): None chooses them for the device (``mcdo.chunking``:
+    1 and 64 on a CPU, from free memory on CUDA); per-image results do not depend on them. ``dtype``: ``float32``, ``bfloat16`` (bf16 weights on the CPU fast path, autocast
+    otherwise; statistics always float64) or ``auto`` (bf16 where the device multiplies it natively, see
+    ``mcdo.precision``; the choice and why are in the result's config). ``ctl``: reuse already injected sites
+    (else injected here with ``p`` and ``mode`` and removed afterwards).
     """
     _check_args(images, T, p, batch_size, max_rows, tower)
+    from .precision import resolve
+
+    requested = dtype
+    dtype, why = resolve(dtype, next(tower.parameters()).device)
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)} or 'auto'")
     own = ctl is None
     ctl = ctl or inject_uniform_linear_dropout(tower, p, mode)
     try:
         runner = make_runner(tower, ctl, DTYPES[dtype])
+        batch_size, max_rows, chunking = _chunking(tower, runner, ctl, images, T, batch_size, max_rows)
         batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
         total = -(-images.shape[0] // batch_size) if isinstance(images, torch.Tensor) else None
         base = dict(model=model_name, weights=weights_fingerprint(tower) if cache_dir else "", mode=ctl.mode, p=ctl.p,
@@ -281,9 +314,7 @@ def mc_sample(
                 if part is not None:
                     parts.add(part)
                     continue
-            # masks depend on (seed, content) only: the same in fp32 and bf16, whatever the cache says
-            batch_seed = int(_batch_key({"seed": seed}, batch)[:8], 16)
-            part = _run_batch(runner, ctl, batch.to(device), T, max_rows, batch_seed, keep_samples)
+            part = _run_batch(runner, ctl, batch.to(device), T, max_rows, seed, keep_samples)
             if path is not None:
                 _save_atomic(path, part)
             parts.add(part)
@@ -292,4 +323,4 @@ def mc_sample(
             ctl.remove()
     cat = parts.result()
     return MCResult(T, cat["mean_pre"], cat["var_pre"], cat["mean_post"], cat["var_post"], cat.get("samples"),
-                    dict(base))
+                    dict(base, dtype_requested=requested, dtype_reason=why, batch_size=batch_size, chunking=chunking))

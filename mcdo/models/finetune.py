@@ -103,8 +103,8 @@ def load_or_finetune(c: FinetuneConfig, cache_dir: Path | None = None, progress:
 
     def empty() -> FinetunedProxy:
         base = load_or_train(ProxyConfig(loss=c.loss, seed=c.seed), progress=progress)
-        return FinetunedProxy(copy.deepcopy(base.visual), torch.zeros(len(world.CLASSES), base.visual.head.out_features),
-                              1.0)
+        head = torch.zeros(len(world.CLASSES), base.visual.head.out_features)
+        return FinetunedProxy(copy.deepcopy(base.visual), head, 1.0)
 
     folder = Path(cache_dir) if cache_dir else env.cache_dir() / "proxy"
     return cached_module(folder / f"finetuned-{c.loss}-seed{c.seed}-{c.key()}.pt", empty, lambda: finetune(c, progress))

@@ -119,7 +119,8 @@ def table(comp: Comparison) -> str:
              "| model | probe | " + " | ".join(ms) + " |", "| --- | --- |" + " --- |" * len(ms)]
     for (model, p), r in comp.results.items():
         lines.append(f"| {model} | {p} | " + " | ".join(f"{r.mean(m):.3f} +- {r.sd(m):.3f}" for m in ms) + " |")
-    lines += ["", "| probe | metric | b - a | paired t | corrected t (Nadeau-Bengio) |", "| --- | --- | --- | --- | --- |"]
+    lines += ["", "| probe | metric | b - a | paired t | corrected t (Nadeau-Bengio) |",
+              "| --- | --- | --- | --- | --- |"]
     for t in comp.tests:
         pt, ct = t["paired"], t["corrected"]
         lines.append(f"| {t['probe']} | {t['metric']} | {t['b']} - {t['a']} | {pt.mean:+.4f}, p={pt.p:.3g} | "

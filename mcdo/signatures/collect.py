@@ -100,17 +100,30 @@ class Profile:
     kurtosis_dimension: float  # mean over dimensions of the kurtosis across images
     outliers: stats.OutlierProfile
     importance: np.ndarray
+    singular_values: np.ndarray  # of the head, in the order of importance (empty without a head)
     accuracy: dict[float, float] = field(default_factory=dict)  # fraction of directions kept -> top-1
     correct: dict[float, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def _k20(self) -> int:
+        return stats.kept_directions(0.2, len(self.outliers.mean_abs))
+
+    def energy(self, k: int) -> float:
+        """Share of the head's squared singular values in its ``k`` most important directions: near 1 when the head
+        itself has rank about k, and keeping k directions then prunes little of it whatever the activations."""
+        s2 = self.singular_values**2
+        return float(s2[:k].sum() / s2.sum()) if s2.size else float("nan")
 
     def lines(self) -> list[str]:
         k = self.kurtosis
         out = [f"{self.model} on {self.task}",
                f"  activation kurtosis (per image, across {len(self.outliers.mean_abs)} dims): mean {k.mean():.2f}, "
                f"median {np.median(k):.2f} (Gaussian: 3); per dimension across images: {self.kurtosis_dimension:.2f}",
-               f"  outlier features: {self.outliers.summary()}",
-               f"  privileged directions: top direction carries {100 * self.importance[0]:.1f}% of the importance, "
-               f"top 20% of directions {100 * self.importance[:stats.kept_directions(0.2, len(self.outliers.mean_abs))].sum():.1f}%"]
+               f"  outlier features: {self.outliers.summary()}"]
+        if self.singular_values.size:
+            out.append(f"  privileged directions: top direction carries {100 * self.importance[0]:.1f}% of the "
+                       f"importance, top 20% of directions {100 * self.importance[:self._k20].sum():.1f}% (and "
+                       f"{100 * self.energy(self._k20):.1f}% of the head's squared singular values)")
         if self.accuracy:
             out.append("  pruning curve (directions kept -> top-1): "
                        + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in self.accuracy.items()))
@@ -123,7 +136,8 @@ def profile(model_name: str, task: Task, acts: np.ndarray, head: np.ndarray | No
     dirs = stats.head_directions(head, acts) if head is not None else None
     p = Profile(model_name, task.name, stats.kurtosis(acts, "vector"),
                 float(np.nanmean(stats.kurtosis(acts, "dimension"))), stats.outlier_profile(acts, threshold),
-                dirs.importance if dirs is not None else np.array([np.nan]))
+                dirs.importance if dirs is not None else np.array([np.nan]),
+                dirs.singular_values if dirs is not None else np.array([]))
     if head is not None:
         p.correct = stats.pruning_curve(head, acts, labels, fractions)
         p.accuracy = {f: float(c.mean()) for f, c in p.correct.items()}

@@ -146,11 +146,14 @@ def icl03(ctx: Context) -> list[Record]:
     kept, full = correct[SETTINGS["keep"]].astype(float), correct[1.0].astype(float)
     ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
     curve = {f: float(c.mean()) for f, c in correct.items()}
+    sv2 = stats.head_directions(d["head"], d["zs"]).singular_values ** 2
+    energy = float(sv2[:k].sum() / sv2.sum())
     return [Record("ICL-03", "gpu", ZERO_SHOT, _drop_verdict(ci, SETTINGS["accuracy_drop"]),
                    float(kept.mean() - full.mean()), ci,
                    expected=f"top-1 change >= -{SETTINGS['accuracy_drop']:g} keeping {k} of {dims} directions",
                    reason=f"top-1 {full.mean():.4f} -> {kept.mean():.4f} keeping the top {k} of {dims} directions "
-                          f"of the 1000-class head; curve: " + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in curve.items())
+                          f"of the 1000-class head (they hold {100 * energy:.1f}% of its squared singular values); "
+                          "curve: " + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in curve.items())
                           + "; paired bootstrap CI over images",
                    config=_config(ctx, n_images=d["n"], kept=k, templates=SETTINGS["templates"]),
                    details={"curve": {str(f): a for f, a in curve.items()}})]

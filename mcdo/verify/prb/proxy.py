@@ -37,7 +37,7 @@ def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
 
 
 def _summary(comp: pipeline.Comparison, probe: str) -> str:
-    return "; ".join(f"{m} " + ", ".join(f"{metric} {r.mean(metric):.3f}+-{r.sd(metric):.3f}" for metric in comp.metrics)
+    return "; ".join(f"{m} " + ", ".join(f"{k} {r.mean(k):.3f}+-{r.sd(k):.3f}" for k in comp.metrics)
                      for (m, p), r in comp.results.items() if p == probe)
 
 
