@@ -55,7 +55,6 @@ CASES = [(m, T, b, impl) for m in MODELS for T in ((64,) if m == "siglip2-vit-b-
          if not (m == "siglip2-vit-b-16" and impl == "core_bf16")]  # SigLIP2 B-16: T = 64, fp32 and auto
 
 
-@pytest.mark.parametrize("model,T,batch,impl", CASES, ids=[f"{m}-T{T}-b{b}-{i}" for m, T, b, i in CASES])
 def _pass_flops(name) -> int:
     if name not in _FLOPS:
         from mcdo.flops import pass_flops
@@ -64,6 +63,7 @@ def _pass_flops(name) -> int:
     return _FLOPS[name]
 
 
+@pytest.mark.parametrize("model,T,batch,impl", CASES, ids=[f"{m}-T{T}-b{b}-{i}" for m, T, b, i in CASES])
 def test_tpass_throughput(benchmark, record, auto_note, machine_rates, model, T, batch, impl):
     tower, x = _tower(model).vision_tower, _images(model)
     if impl == "naive_fp32":

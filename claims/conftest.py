@@ -13,6 +13,18 @@ from mcdo.verify.engine import Context
 _RECORDS: list = []
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``pytest claims -m gpu -n <GPUs>``) each worker takes one GPU of the machine, before any
+    CUDA call of the worker; a CUDA_VISIBLE_DEVICES set by the user is left alone."""
+    from mcdo.env import gpu_for_worker, visible_gpus
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        gpu = gpu_for_worker(worker, visible_gpus())
+        if gpu is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
 @pytest.fixture(scope="session")
 def ctx() -> Context:
     return Context(seed=0, progress=False)

@@ -215,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     from .bayes.cli import add_parser as add_bayes
     from .probe.cli import add_parser as add_probe
     from .signatures.cli import add_parser as add_signatures
+    from .sweep_cli import add_parser as add_sweep
 
     add_bayes(sub)
     add_probe(sub)
     add_signatures(sub)
+    add_sweep(sub)
     d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
                                       "tokenizers, data sets), per model and per claim; loads nothing")
     d.set_defaults(func=_doctor)

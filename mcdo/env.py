@@ -117,3 +117,21 @@ def git_commit() -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def visible_gpus() -> int:
+    """How many NVIDIA GPUs this machine shows (``nvidia-smi -L``), without initialising CUDA in this process, so
+    that ``CUDA_VISIBLE_DEVICES`` can still be set; 0 when there is no driver."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def gpu_for_worker(worker: str | None, n_gpus: int) -> str | None:
+    """The GPU a pytest-xdist worker (``gw0``, ``gw1``, ...) takes: worker k gets GPU k mod n; None outside xdist
+    or without GPUs."""
+    if not worker or not worker.startswith("gw") or n_gpus < 1:
+        return None
+    return str(int(worker[2:]) % n_gpus)

@@ -43,14 +43,15 @@ def uniform(keys: torch.Tensor) -> torch.Tensor:
     return (_lsr(mix(keys), 11) & _LOW53).double().add_(1.0).mul_(2.0**-53)
 
 
-def image_keys(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """One int64 key per image from its content and the run's seed (int64, on the images' device)."""
-    data = images.detach().cpu().contiguous().numpy()
-    out = []
-    for x in data:
-        h = hashlib.blake2b(x.tobytes(), digest_size=8, key=str(int(seed)).encode()[:64])
-        out.append(int.from_bytes(h.digest(), "little", signed=True))
-    return torch.tensor(out, dtype=torch.int64, device=images.device)
+def image_keys(images: torch.Tensor, seed: int, block: int = 64) -> torch.Tensor:
+    """One int64 key per image from its content (the bits of its float32 pixels, each mixed with its position) and
+    the run's seed, computed on the images' device with integer arithmetic (exact, order-free: the same key on a
+    CPU and a GPU, with nothing read back to the host)."""
+    x = images.detach().float().contiguous()
+    bits = x.view(x.shape[0], -1).view(torch.int32).to(torch.int64)
+    salt = mix(torch.arange(bits.shape[1], dtype=torch.int64, device=x.device))
+    sums = torch.cat([mix(bits[s:s + block] + salt).sum(dim=1) for s in range(0, bits.shape[0], block)])
+    return mix(sums + mix(torch.tensor(int(seed), dtype=torch.int64, device=x.device)))
 
 
 def row_keys(images: torch.Tensor, passes: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from .masks import image_keys, row_keys
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Bump when a change to the sampler (masks, fast path, statistics) can change its output: old cached
 # batches are then never read again.
-SAMPLER_VERSION = 3  # 3: masks keyed by (seed, image, pass, site), independent of batching
+SAMPLER_VERSION = 4  # 3: masks keyed by (seed, image, pass, site); 4: image keys hashed on the device
 
 
 @dataclass

@@ -128,3 +128,17 @@ def test_chunking_defaults_and_the_cuda_arithmetic(monkeypatch, tower, images):
     assert (b, rows) == (76, 4915) and "8.0 GiB free" in why
     r = mc_sample(tower, images[:2], T=4, progress=False)
     assert r.config["batch_size"] == 1 and r.config["max_rows"] == 64 and r.config["chunking"] == "cpu defaults"
+
+
+def test_pass_flops_counts_every_matrix_product():
+    """The counter against a closed form: ViT-B-32 at 224 px, 50 tokens, 12 blocks of width 768 (2 FLOPs per
+    multiply-add: the qkv, output and MLP products, attention's two token-token products, the patch convolution
+    and the final projection)."""
+    from mcdo.flops import achieved, pass_flops
+
+    tower = load("clip-vit-b-32", pretrained=False).vision_tower
+    n, w, blocks = 50, 768, 12
+    per_block = n * w * (3 * w + w + 2 * 4 * w) + 2 * n * n * w
+    closed = 2 * (blocks * per_block + 49 * 3 * 32 * 32 * w + w * 512)
+    assert pass_flops(tower, 224) == closed
+    assert achieved(2.0, 64, closed) == 128 * closed

@@ -231,7 +231,8 @@ FINDINGS: dict[tuple[str, str], str] = {
                          "the seed's direction",
     ("MCD-17", "proxy"): "loss as cause: the ICC gap sigmoid - softmax and the entropy-rho gap do not show the seed's "
                          "direction consistently across seeds",
-    ("MCD-18", "proxy"): "AUROC(trace_pre, error) on the softmax proxy: uncertainty does not predict errors there",
+    ("MCD-18", "proxy"): "AUROC(trace_pre, error) on the softmax proxy: no seed shows uncertainty predicting errors "
+                         "(every interval reaches or falls below 0.5)",
     ("OOD-07", "proxy"): "sigmoid MCM vs softmax MCM on the sigmoid proxy (world in, sklearn digits / skimage textures "
                          "and photos out): sigmoid does not beat softmax",
     ("BVL-01", "math"): "ProbCosine's moments match Monte Carlo for near-orthogonal pairs only: its variance keeps the "
