@@ -20,6 +20,8 @@ def test_uniform_is_uniform_and_keys_are_distinct():
     assert u.min() > 0 and u.max() <= 1
     assert sps.kstest(u, "uniform").pvalue > 1e-3
     assert len(np.unique(masks.mix(torch.arange(100_000)).numpy())) == 100_000  # a bijection
+    for lag in (1, 2, 64):  # consecutive counters (one stream's draws) are uncorrelated: |r| < 4 / sqrt(n)
+        assert abs(np.corrcoef(u[:-lag], u[lag:])[0, 1]) < 4 / np.sqrt(len(u))
 
 
 def test_drops_are_bernoulli_per_row():
