@@ -70,6 +70,21 @@ def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SET
     return found.pop("ImageNet-1k val"), found
 
 
+def gpu_and_files(ctx: Context, files: list[str]) -> tuple[list[str], list[str]]:
+    """What a gpu claim lacks before its data: a GPU (unless the context waives it) and the weight files named in
+    ``files``; with how to supply each. The data sets are checked by the caller, which adds to both lists."""
+    import torch
+
+    missing, how = [], []
+    if ctx.require_gpu and not torch.cuda.is_available():
+        missing.append("a CUDA GPU (none visible)")
+        how.append("run `pytest claims -m gpu` on a GPU machine")
+    if files:
+        missing += files
+        how.append(where_hint())
+    return missing, how
+
+
 class Ready(Exception):
     """Raised by ``require`` in a dry run (``mcdo doctor``) when every prerequisite is present: the claim would run."""
 

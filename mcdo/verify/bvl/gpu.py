@@ -16,11 +16,11 @@ from ... import env
 from ...bayes import active, pipeline
 from ...bayes.data import CAPTION_TEMPLATE, image_features, labelled_folder, pairs_folder, text_features
 from ...errors import MissingResource
+from ...stats import mean_t_ci
 from ..engine import Context, evaluates
 from ..ood.gpu import per_model
-from ..prerequisites import Ready, load_model, missing_files, stand_in_config
+from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
 from ..records import Record, direction_verdict
-from ...stats import mean_t_ci
 from .proxy import OVERHEAD_LIMIT, _ece_verdict, _row
 
 MODELS = ("clip-vit-b-32-laion2b", "siglip-vit-b-16")
@@ -32,18 +32,7 @@ SETTINGS = dict(class_batch=32768, prompt=CAPTION_TEMPLATE, al=dict(rounds=10, p
 
 def _require(ctx: Context, model: str, sets: tuple[str, ...]) -> dict:
     """Every missing GPU, weight / tokenizer file and folder at once, or the folders' data sets."""
-    import torch
-
-    missing, how = [], []
-    if ctx.require_gpu and not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none visible)")
-        how.append("run `pytest claims -m gpu` on a GPU machine")
-    files = missing_files(ctx, model, text=True)
-    if files:
-        from ...models.files import where_hint
-
-        missing += files
-        how.append(where_hint())
+    missing, how = gpu_and_files(ctx, missing_files(ctx, model, text=True))
     found = {}
     try:
         root = env.data_root()

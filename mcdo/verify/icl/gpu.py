@@ -19,9 +19,9 @@ from ...errors import MissingResource
 from ...models.classifier import FINETUNED_CLIP, load_classifier, weights_missing
 from ...signatures import broden, collect, stats
 from ...stats import bootstrap_ci
-from ..engine import Context, evaluates
-from ..prerequisites import Ready, load_model, missing_files, stand_in_config
 from ..catalog import margin
+from ..engine import Context, evaluates
+from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
 from ..records import Record, direction_verdict, equivalence_verdict
 from .proxy import _both, _drop_verdict
 
@@ -48,20 +48,11 @@ def _finetuned(ctx: Context):
 def _require(ctx: Context, data: str):
     """A GPU, both models' weights (and CLIP's tokenizer) and the data set (``imagenet`` or ``broden``): all that
     is missing named at once, before any work; else the data set."""
-    import torch
-
     from ...data.folders import imagenet_val
-    from ...models.files import where_hint
 
-    missing, how = [], []
-    if ctx.require_gpu and not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none visible)")
-        how.append("run `pytest claims -m gpu` on a GPU machine")
     files = missing_files(ctx, ZERO_SHOT, text=data == "imagenet")
     files += weights_missing(ctx.stand_ins.get(FINETUNED_CLIP, FINETUNED_CLIP)) if ctx.pretrained else []
-    if files:
-        missing += files
-        how.append(where_hint())
+    missing, how = gpu_and_files(ctx, files)
     name = "ImageNet-1k val" if data == "imagenet" else f"Broden ({broden.LAYOUT})"
     found = None
     try:

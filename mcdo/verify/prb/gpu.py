@@ -34,22 +34,12 @@ PRB04_SETTINGS = dict(folds=10, alpha=6.0, metric="accuracy", folder=f"MCDO_DATA
 
 def _probe_require(ctx: Context):
     """A GPU, the three models' weights and the folder: everything missing named at once; else the folder."""
-    import torch
-
     from ... import env
     from ...errors import MissingResource
-    from ...models.files import where_hint
     from ...probe import pipeline
-    from ..prerequisites import Ready, missing_files
+    from ..prerequisites import Ready, gpu_and_files, missing_files
 
-    missing, how = [], []
-    if ctx.require_gpu and not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none visible)")
-        how.append("run `pytest claims -m gpu` on a GPU machine")
-    files = [f for m in PRB04_MODELS for f in missing_files(ctx, m)]
-    if files:
-        missing += files
-        how.append(where_hint())
+    missing, how = gpu_and_files(ctx, [f for m in PRB04_MODELS for f in missing_files(ctx, m)])
     data = None
     try:
         root = env.data_root()
