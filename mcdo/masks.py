@@ -54,11 +54,11 @@ def image_keys(images: torch.Tensor, seed: int, block: int = 64) -> torch.Tensor
     return mix(sums + mix(torch.tensor(int(seed), dtype=torch.int64, device=x.device)))
 
 
-def row_keys(images: torch.Tensor, passes: torch.Tensor) -> torch.Tensor:
+def row_keys(keys: torch.Tensor, passes: torch.Tensor) -> torch.Tensor:
     """Keys of the rows of a pass-major repeated batch (row j * B + i is pass ``passes[j]`` of image i), from the
-    images' keys (``image_keys``)."""
-    p = passes.to(images.device, torch.int64)
-    return mix(images[None, :] + mix(p)[:, None] * 2).reshape(-1)
+    images' ``keys`` (``image_keys``)."""
+    p = passes.to(keys.device, torch.int64)
+    return mix(keys[None, :] + mix(p)[:, None] * 2).reshape(-1)
 
 
 def site_key(name: str) -> int:
