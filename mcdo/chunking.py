@@ -23,9 +23,14 @@ def rows_for(free_bytes: int, per_row_bytes: int, share: float = MEMORY_SHARE, c
     return int(max(1, min(cap, share * free_bytes // per_row_bytes)))
 
 
-def batch_for(max_rows: int, T: int) -> int:
-    """Images per batch: enough that a chunk of ``max_rows`` rows holds whole sets of T passes when it can."""
-    return max(1, max_rows // max(1, T))
+CUDA_BATCH = 64  # images per batch on CUDA: fixed, so a batch's content (its cache key) does not follow free memory
+
+
+def batch_for(max_rows: int) -> int:
+    """Images per batch on CUDA: ``CUDA_BATCH``, fewer only when a chunk cannot hold one pass of that many. Not
+    derived from free memory beyond that, so a resumed run splits the images as the interrupted one did and finds
+    its cached batches."""
+    return max(1, min(CUDA_BATCH, max_rows))
 
 
 def measure_row_bytes(run_rows, rows: int = 8) -> int:
@@ -50,5 +55,5 @@ def choose(tower: nn.Module, image_size: tuple[int, int] | None, T: int, batch_s
     free, _ = torch.cuda.mem_get_info(device)
     per_row = measure_row_bytes(run_rows)
     rows = max_rows or rows_for(free, per_row)
-    return batch_size or batch_for(rows, T), rows, (f"{rows} rows fit {MEMORY_SHARE:.0%} of {free / 2**30:.1f} GiB free "
+    return batch_size or batch_for(rows), rows, (f"{rows} rows fit {MEMORY_SHARE:.0%} of {free / 2**30:.1f} GiB free "
                                                    f"at {per_row / 2**20:.1f} MiB per row")

@@ -6,9 +6,10 @@ mask is a function of (seed, image content, pass index, site) only (``mcdo.masks
 result does not depend on ``batch_size``, ``max_rows``, the runner, a shard or the device count.
 Per-image moments are merged across chunks in float64 with Chan's parallel update (never
 E[x^2] - E[x]^2 in float32). Full ``[T, D]`` samples are kept only when asked (covariance
-scores). Each batch is cached under a key of everything that determines its result: a fingerprint of the
-tower's weights, the dropout mode, p, T, seed, dtype, chunking, the runner, the version of
-the sampling code (``SAMPLER_VERSION``) and the batch's content. An interrupted run resumes
+scores). Each batch is cached under a key of everything that determines its result (not the
+chunk size, which does not: a run resumed with other chunks, as CUDA's free memory may choose,
+still finds its batches): a fingerprint of the tower's weights, the dropout mode, p, T, seed,
+dtype, the runner, the version of the sampling code (``SAMPLER_VERSION``) and the batch's content. An interrupted run resumes
 without recomputing finished batches; a cached batch that cannot be read is named and
 recomputed.
 """
@@ -295,7 +296,7 @@ def mc_sample(
         batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
         total = -(-images.shape[0] // batch_size) if isinstance(images, torch.Tensor) else None
         base = dict(model=model_name, weights=weights_fingerprint(tower) if cache_dir else "", mode=ctl.mode, p=ctl.p,
-                    T=int(T), seed=seed, dtype=dtype, max_rows=max_rows, keep_samples=keep_samples,
+                    T=int(T), seed=seed, dtype=dtype, keep_samples=keep_samples,
                     runner=type(runner).__name__, version=SAMPLER_VERSION)
         cache = Path(cache_dir).expanduser() if cache_dir else None
         if cache:
@@ -323,4 +324,5 @@ def mc_sample(
             ctl.remove()
     cat = parts.result()
     return MCResult(T, cat["mean_pre"], cat["var_pre"], cat["mean_post"], cat["var_post"], cat.get("samples"),
-                    dict(base, dtype_requested=requested, dtype_reason=why, batch_size=batch_size, chunking=chunking))
+                    dict(base, dtype_requested=requested, dtype_reason=why, batch_size=batch_size, max_rows=max_rows,
+                         chunking=chunking))

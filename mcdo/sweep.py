@@ -12,6 +12,7 @@ SLURM_ARRAY_TASK_COUNT (or MIN / MAX), else one shard. Shard i runs cells i, i +
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -77,24 +78,43 @@ def mine(cells: list[Cell], i: int, n: int) -> list[Cell]:
     return cells[i::n]
 
 
-def _images(cell: Cell, enc, n_images: int):
-    """The cell's images as the tower's input: the embedded world (32-px models) or a labelled folder."""
+@functools.lru_cache(maxsize=2)
+def _encoder(model: str, random_weights: bool, seed: int):
+    """A cell's model, loaded once per process for all its cells (random weights drawn from ``seed``)."""
     import torch
 
-    if cell.data == WORLD:
+    from . import env
+    from .models import load
+
+    if random_weights:
+        torch.manual_seed(seed)
+    return load(model, pretrained=not random_weights, seed=seed, progress=False, device=env.device())
+
+
+@functools.lru_cache(maxsize=2)
+def _inputs(model: str, random_weights: bool, seed: int, data: str, n_images: int):
+    """A cell's images, read and transformed once per (model, data set) for all its cells."""
+    return _images(data, _encoder(model, random_weights, seed), n_images)
+
+
+def _images(data: str, enc, n_images: int):
+    """The images as the tower's input: the embedded world (32-px models) or a labelled folder."""
+    import torch
+
+    if data == WORLD:
         from .data import world
         from .models.proxy import normalise_images
 
         size = enc.spec.image_size
         if size != world.IMAGE_SIZE:
-            raise ValueError(f"{cell.model} takes {size}-px images; the world is {world.IMAGE_SIZE}-px: give a folder")
+            raise ValueError(f"{enc.spec.name} takes {size}-px images; the world is {world.IMAGE_SIZE}-px: give a folder")
         return normalise_images(world.generate(n_images, seed=7).images)
     from PIL import Image
 
     from .bayes.data import labelled_folder
     from .zeroshot import image_transform
 
-    lab = labelled_folder(cell.data)
+    lab = labelled_folder(data)
     t, out = image_transform(enc), []
     for p in lab.images.paths:
         if len(out) == n_images:
@@ -106,21 +126,15 @@ def _images(cell: Cell, enc, n_images: int):
     return torch.stack(out)
 
 
-def run_cell(cell: Cell, out: Path, trials: int, n_images: int, seed: int = 0, random_weights: bool = False,
-             progress: bool = False) -> dict:
+def run_cell(cell: Cell, out: Path, trials: int, n_images: int, seed: int = 0, random_weights: bool = False) -> dict:
     """Run one cell and write its result file; returns the result."""
-    import torch
-
     from . import env, scores
-    from .models import load
     from .sampling import mc_sample
     from .stats import reliability
     from .zeroshot import fingerprint
 
-    if random_weights:
-        torch.manual_seed(seed)
-    enc = load(cell.model, pretrained=not random_weights, seed=seed, progress=progress, device=env.device())
-    x = _images(cell, enc, n_images)
+    enc = _encoder(cell.model, random_weights, seed)
+    x = _inputs(cell.model, random_weights, seed, cell.data, n_images)
     traces = np.stack([scores.trace_pre(mc_sample(enc.vision_tower, x, T=cell.T, p=cell.p, mode=cell.mode,
                                                   seed=1000 * seed + k, progress=False, model_name=fingerprint(enc),
                                                   cache_dir=env.cache_dir() / "samples"))

@@ -141,10 +141,13 @@ def test_sample_cache_is_keyed_on_weights_and_every_setting(tmp_path, monkeypatc
     mc_sample(a.vision_tower, x, **kw)
     assert len(calls) == 4  # a rerun computes nothing
     for change in (dict(p=0.3), dict(T=9), dict(seed=1), dict(dtype="bfloat16"), dict(mode="faithful"),
-                   dict(max_rows=3), dict(keep_samples=True)):
+                   dict(keep_samples=True)):
         n = len(calls)
         mc_sample(a.vision_tower, x, **{**kw, **change})
         assert len(calls) == n + 2, change
+    n = len(calls)  # the chunk size does not change a result (keyed masks, tests/test_masks.py): reused, not redone
+    mc_sample(a.vision_tower, x, **{**kw, "max_rows": 3})
+    assert len(calls) == n
     import mcdo.sampling as sampling
 
     monkeypatch.setattr(sampling, "SAMPLER_VERSION", sampling.SAMPLER_VERSION + 1)  # a sampler change

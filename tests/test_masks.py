@@ -111,11 +111,20 @@ def test_fast_path_and_generic_hooks_draw_the_same_masks(tower, images, mode, mo
     _same(fast, generic)
 
 
+def test_a_resumed_run_with_other_chunks_finds_its_cached_batches(tower, images, tmp_path):
+    a = _run(tower, images, batch_size=2, max_rows=8, cache_dir=tmp_path)
+    files = sorted(tmp_path.iterdir())
+    b = _run(tower, images, batch_size=2, max_rows=64, cache_dir=tmp_path)
+    assert sorted(tmp_path.iterdir()) == files  # every batch read back, none recomputed
+    _same(a, b)
+
+
 def test_chunking_defaults_and_the_cuda_arithmetic(monkeypatch, tower, images):
     from mcdo import chunking
 
     assert chunking.rows_for(8 * 2**30, 2**20) == 4915 and chunking.rows_for(10, 2**20) == 1
-    assert chunking.rows_for(2**50, 1) == chunking.MAX_ROWS and chunking.batch_for(4915, 64) == 76
+    assert chunking.rows_for(2**50, 1) == chunking.MAX_ROWS
+    assert chunking.batch_for(4915) == chunking.CUDA_BATCH and chunking.batch_for(10) == 10
     assert chunking.choose(tower, None, 64, None, None)[:2] == chunking.CPU_DEFAULT
     assert chunking.choose(tower, None, 64, 3, None)[:2] == (3, 64)
 
@@ -127,7 +136,7 @@ def test_chunking_defaults_and_the_cuda_arithmetic(monkeypatch, tower, images):
     monkeypatch.setattr(chunking, "measure_row_bytes", lambda run, rows=8: 2**20)
     b, rows, why = chunking.choose(OnCuda(), None, 64, None, None, run_rows=lambda r: None)
     monkeypatch.undo()
-    assert (b, rows) == (76, 4915) and "8.0 GiB free" in why
+    assert (b, rows) == (chunking.CUDA_BATCH, 4915) and "8.0 GiB free" in why
     r = mc_sample(tower, images[:2], T=4, progress=False)
     assert r.config["batch_size"] == 1 and r.config["max_rows"] == 64 and r.config["chunking"] == "cpu defaults"
 

@@ -110,17 +110,36 @@ def pruning_curve(head: np.ndarray, acts: np.ndarray, labels: np.ndarray, fracti
             for f in fractions}
 
 
+def _positives(present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (image, concept) pairs of a presence matrix ``[N, C]``, grouped by concept, and each concept's count."""
+    img, con = np.nonzero(np.asarray(present, dtype=bool).T)[::-1]
+    return img, con, np.bincount(con, minlength=np.shape(present)[1])
+
+
+def _ap_from_ranks(rank: np.ndarray, img: np.ndarray, con: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """AP per concept from each image's rank (1 = highest score): the k-th best-ranked positive of a concept, at
+    rank r, has precision k / r. Costs the number of positives, not images x concepts."""
+    r = rank[img]
+    order = np.lexsort((r, con))
+    r, c = r[order], con[order]
+    starts = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
+    k = np.arange(len(r)) - starts[c] + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(c, weights=k / r, minlength=len(n_pos)) / n_pos
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    rank = np.empty(len(order), dtype=np.float64)
+    rank[order] = np.arange(1, len(order) + 1)
+    return rank
+
+
 def average_precision(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Average precision of one score ``[N]`` for each concept ``present [N, C]`` (bool), as scikit-learn's
     ``average_precision_score`` for untied scores: mean over positives of the precision at their rank. NaN for a
     concept with no positive."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    y = np.asarray(present, dtype=np.float64)[order]
-    tp = np.cumsum(y, axis=0)
-    precision = tp / np.arange(1, len(y) + 1)[:, None]
-    n_pos = y.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (precision * y).sum(axis=0) / n_pos
+    return _ap_from_ranks(_ranks(scores), *_positives(present))
 
 
 @dataclass(frozen=True)
@@ -153,8 +172,10 @@ def concepts(acts: np.ndarray, present: np.ndarray, names: list[str], basis: np.
     scores = a if basis is None else a @ np.asarray(basis, dtype=np.float64).T
     det = np.zeros((scores.shape[1], y.shape[1]), dtype=bool)
     best = np.zeros(y.shape[1])
+    pos, n = _positives(y), len(a)
     for j in range(scores.shape[1]):
-        ap = np.fmax(average_precision(scores[:, j], y), average_precision(-scores[:, j], y))
+        rank = _ranks(scores[:, j])  # the negated score ranks every untied image at n + 1 - rank
+        ap = np.fmax(_ap_from_ranks(rank, *pos), _ap_from_ranks(n + 1 - rank, *pos))
         det[j] = ap >= threshold
         best = np.fmax(best, ap)
     return Concepts(best, det, kept, threshold)
