@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import stats as S
+
 WORLD = "world"
 
 
@@ -178,9 +180,10 @@ def load_results(out: Path) -> list[dict]:
     return res
 
 
-def t_needed(snr: float, T: int, target: float = 2.0) -> float:
-    """The T at which the SNR would reach ``target``, from SNR growing linearly in T (MCD-15)."""
-    return float("inf") if not snr > 0 else T * target / snr
+def t_needed(snr: float, T: int, k: int) -> float:
+    """The T at which the SNR estimated over the cell's ``k`` trials would reach the seed's gate (2), from the
+    population SNR growing linearly in T, the estimator's +1/K bias removed (MCD-15's law, stats.passes_needed)."""
+    return S.passes_needed(snr, T, k)["snr"] if snr == snr else float("nan")
 
 
 def aggregate(out: Path, cells: list[Cell] | None = None) -> str:
@@ -193,7 +196,7 @@ def aggregate(out: Path, cells: list[Cell] | None = None) -> str:
         c, g = r["cell"], r["gate"]
         lines.append(f"| {c['model']} | {c['p']:g} | {c['T']} | {c['mode']} | {Path(c['data']).name} | {g['snr']:.2f} "
                      f"| {g['icc']:.3f} | {g['spearman_median']:.3f} | {'pass' if g['passed'] else 'fail'} "
-                     f"| {t_needed(g['snr'], c['T']):.0f} |")
+                     f"| {t_needed(g['snr'], c['T'], r['trials']):.0f} |")
     missing = sorted({c.id for c in cells or []} - {r["id"] for r in res})
     if missing:
         lines += ["", f"{len(missing)} cells not finished: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10

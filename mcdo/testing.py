@@ -7,6 +7,7 @@ gpu-tier pipelines runs on a CPU in seconds, e.g. ``mcdo ood --model tiny-siglip
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,13 @@ def flatten_imagenet(src: Path | str, dst: Path | str) -> Path:
     return dst
 
 
-def make_recorded_run(root: Path | str, models: dict[str, float], Ts: tuple[int, ...] = (8, 32), trials: int = 6,
-                      n_images: int = 200, seed: int = 0) -> Path:
+def make_recorded_run(root: Path | str, models: dict[str, float], Ts: tuple[int, ...] = (16, 64),
+                      trials: int | dict[int, int] = 6, n_images: int = 200, seed: int = 0,
+                      summaries: dict[str, dict] | None = None) -> Path:
     """A recorded folder laid out as the published run (``exp0_nested_mc/<model>/exp0_trials_T<T>.npz``) with
     synthetic traces whose reliability is known: image i has signal s_i ~ N(1, 0.1^2) and each trial adds noise of
-    variance ``noise / T`` (the 1/T law), so SNR(T) = 0.01 T / noise. ``models``: model folder -> noise."""
+    variance ``noise / T`` (the 1/T law), so SNR(T) = 0.01 T / noise. ``models``: model folder -> noise;
+    ``trials``: one count, or a count per T; ``summaries``: model -> its ``exp0_summary.json``."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     paths = np.array([f"/data/imagenet/val/n{1440764 + i // 2:08d}/ILSVRC2012_val_{i + 1:08d}.JPEG"
@@ -99,8 +102,11 @@ def make_recorded_run(root: Path | str, models: dict[str, float], Ts: tuple[int,
         folder = root / "exp0_nested_mc" / model
         folder.mkdir(parents=True, exist_ok=True)
         signal = rng.normal(1.0, 0.1, n_images)
+        if model in (summaries or {}):
+            (folder / "exp0_summary.json").write_text(json.dumps(summaries[model]))
         for T in Ts:
-            pre = signal + rng.normal(0.0, np.sqrt(noise / T), (trials, n_images))
+            k = trials[T] if isinstance(trials, dict) else trials
+            pre = signal + rng.normal(0.0, np.sqrt(noise / T), (k, n_images))
             np.savez(folder / f"exp0_trials_T{T}.npz", trial_pre=pre.astype(np.float32),
                      trial_post=(0.5 * pre).astype(np.float32), paths=paths)
     return root

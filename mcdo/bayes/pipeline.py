@@ -56,6 +56,30 @@ def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batc
     return Calibration(enc.spec.name, bvlm, pred, np.asarray(evaluation.labels), comp, config)
 
 
+def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_size: int = 256,
+                   device: str = "cpu") -> dict[str, int]:
+    """Floating-point operations (matrix products, counted by torch's FlopCounterMode) of deterministic and of
+    uncertainty-aware zero-shot inference over the same images, encoding included, class prompts encoded once
+    outside both: a measure of the extra work that does not depend on the machine or its load."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
+    out = {}
+    for name in ("deterministic", "laplace"):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            f = image_features(enc, evaluation.images, batch_size, device)
+            if name == "deterministic":
+                torch.softmax(bvlm.scale * torch.nn.functional.normalize(f.embeddings.double(), dim=-1) @ cls_n.T,
+                              dim=-1)
+            else:
+                bvlm.predict(f.to_cpu(), classes)
+        out[name] = int(counter.get_total_flops())
+    return out
+
+
 def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: int = 7, batch_size: int = 256,
              device: str = "cpu") -> dict:
     """Wall time of deterministic and of uncertainty-aware zero-shot inference over the same images (encoding

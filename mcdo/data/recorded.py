@@ -22,6 +22,7 @@ from ..errors import MissingResource
 # what the published run's model folders are (other folders are described by their name)
 DESCRIPTIONS = {"clip_b32": "open_clip ViT-B-32 openai", "siglip2_b16": "open_clip ViT-B-16-SigLIP2 webli"}
 MODELS = DESCRIPTIONS  # the published run's models (MCD-03..06 and the summaries are about these two)
+REGISTRY_NAMES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}  # their names in models.registry
 NESTED_T = (4, 16, 64)  # the published run's T
 _SYNSET = re.compile(r"(n\d{8})")
 _TRIALS = re.compile(r"^exp0_trials_T(\d+)\.npz$")
@@ -45,16 +46,45 @@ class NestedTrials:
     @property
     def synsets(self) -> list[str]:
         """ImageNet synset id of each image, read from its folder."""
-        out = []
-        for p in self.paths:
-            m = _SYNSET.search(str(p))
-            out.append(m.group(1) if m else "")
-        return out
+        return [synset_of(p) for p in self.paths]
 
 
 def describe(model: str) -> str:
     """What a recorded model folder holds, for records."""
     return DESCRIPTIONS.get(model, f"recorded model {model!r} (exp0_nested_mc/{model})")
+
+
+def synset_of(path: str) -> str:
+    """The ImageNet synset id in an image's path ('' when its path names none)."""
+    m = _SYNSET.search(str(path))
+    return m.group(1) if m else ""
+
+
+def registry_name(model: str) -> str:
+    """The model's name in mcdo's registry for the published folders; any other folder is named by itself."""
+    return REGISTRY_NAMES.get(model, model)
+
+
+def run_summary(model: str) -> dict:
+    """The run's own ``exp0_summary.json`` beside its trial files, or {} when it has none (or it cannot be read):
+    it is what may say the run's p (``dropout``), data set (``dataset``) and loss family (``loss``)."""
+    path = env.recorded_dir() / "exp0_nested_mc" / model / "exp0_summary.json"
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def family(model: str) -> str | None:
+    """The loss family of a recorded model: ``sigmoid`` (SigLIP) or ``softmax`` (CLIP), from its summary's
+    ``loss`` when it states one, else from its folder name (anywhere in it, any case: ``ViT-SO400M-14-SigLIP2`` is
+    a SigLIP); None when neither says."""
+    stated = str(run_summary(model).get("loss", "")).lower()
+    if stated in ("sigmoid", "softmax"):
+        return stated
+    name = model.lower()
+    return "sigmoid" if "siglip" in name else "softmax" if "clip" in name else None
 
 
 def _file(relative: str) -> Path:

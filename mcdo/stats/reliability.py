@@ -166,3 +166,44 @@ def reliability_gate(
     """Apply the seed's gate (Spearman >= 0.80, ICC(1,1) >= 0.75, SNR >= 2.0) to trial scores."""
     s, i, sp = snr(trials), icc(trials), pairwise_spearman(trials).median
     return GateResult(s, i, sp, bool(s >= snr_min), bool(i >= icc_min), bool(sp >= spearman_min))
+
+
+# --- MCD-15: the 1/T law. Trial noise of a T-pass trace falls as 1/T, so the population SNR grows linearly in T;
+# the recorded SNR estimator over K trials reads that SNR + 1/K (the K-trial mean still carries noise/K).
+
+
+def snr_per_pass(snr_estimate: float, T: int, k: int) -> float:
+    """The population SNR one pass would have, from an SNR estimated over ``k`` trials of ``T`` passes: the
+    estimator's +1/K bias removed, then divided by T."""
+    return (snr_estimate - 1.0 / k) / T
+
+
+def predicted_snr(snr_estimate: float, T: int, k: int, T_target: int, k_target: int | None = None) -> float:
+    """The SNR the recorded estimator would read at ``T_target`` passes over ``k_target`` trials (default ``k``),
+    from its reading at ``T`` passes over ``k`` trials, under the 1/T law."""
+    return snr_per_pass(snr_estimate, T, k) * T_target + 1.0 / (k_target or k)
+
+
+def _spearman_gate_pearson(spearman: float) -> float:
+    return float(2.0 * np.sin(np.pi * spearman / 6.0))  # the Pearson giving this Spearman for Gaussian scores
+
+
+def passes_needed(snr_estimate: float, T: int, k: int, gate: dict | None = None) -> dict[str, float]:
+    """The passes each gate figure needs (judged over the same ``k`` trials) under the 1/T law: the SNR estimate
+    reaching its threshold (the true SNR reaching threshold - 1/K), ICC(1,1) by its exact identity with the
+    corrected SNR, pairwise Spearman by the Gaussian mapping from ICC. ``gate``: thresholds by figure name
+    (``snr``, ``icc``, ``spearman``; default the seed's). Infinite when no signal is left after the correction."""
+    gate = gate or {"snr": GATE_SNR, "icc": GATE_ICC, "spearman": GATE_SPEARMAN}
+    per_pass = snr_per_pass(snr_estimate, T, k)
+    rho = _spearman_gate_pearson(gate["spearman"])
+    targets = {"snr": gate["snr"] - 1.0 / k, "icc": gate["icc"] / (1 - gate["icc"]), "spearman": rho / (1 - rho)}
+    return {g: float(v / per_pass) if per_pass > 0 else float("inf") for g, v in targets.items()}
+
+
+def predicted_gate_figures(snr_estimate: float, T: int, k: int, T_target: int) -> dict[str, float]:
+    """SNR, ICC(1,1) and pairwise Spearman at ``T_target`` from the SNR at ``T`` (same ``k``): SNR by the 1/T law,
+    ICC by its exact identity, Spearman by the Gaussian mapping from ICC (whose own error is not in this figure:
+    see ``mcdo.verify.mcd.recorded`` for the interval that carries it)."""
+    snr_t = predicted_snr(snr_estimate, T, k, T_target)
+    icc_t = icc_from_snr(snr_t, k)
+    return {"snr": float(snr_t), "icc": float(icc_t), "spearman": float(spearman_from_pearson(icc_t))}

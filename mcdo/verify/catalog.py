@@ -178,6 +178,7 @@ _ACCURACY = Margin(0.01, False, "top-1 or AUROC within 1 point: preprocessing an
 _CONSISTENCY = Margin(0.05, False, "figures agreeing within 0.05, the claim's own '~' precision")
 # one margin per value claim, with what a difference would have to be to matter for the claim
 MARGINS: dict[str, Margin] = {
+    "MCD-01": Margin(5.0, False, "one pooling head's worth of extra sites beside the 12 blocks x 5"),
     "MCD-02": Margin(0.05, True, "closed forms quoted to the seed's digits: '0.8%' has one (the exact value is "
                                  "0.787%), so within 5% of each value"),
     "MCD-03": _SNR, "MCD-05": _SNR,
@@ -190,6 +191,7 @@ MARGINS: dict[str, Margin] = {
     "PRB-02": Margin(0.10, True, "parameter counts are quoted by size class ('~400M'): within 10%, for every model "
                                  "of the table"),
     "PRB-05": _ACCURACY,
+    "BVL-03": _ACCURACY, "BVL-05": _ACCURACY,
     "BVL-01": Margin(0.05, False, "ProbCosine's error as a share of what it estimates (the mean's in units of the "
                                   "cosine's s.d., the variance's relative to it): within 5% neither moves a probit "
                                   "probability by more than about 1%"),

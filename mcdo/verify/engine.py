@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import env
 from ..errors import MissingResource
 from . import catalog
-from .records import SKIPPED, Record
+from .records import SKIPPED, Record, departures
 
 Evaluator = Callable[["Context"], list[Record]]
 _EVALUATORS: dict[tuple[str, str], Evaluator] = {}
@@ -50,6 +50,8 @@ class Context:
     require_gpu: bool = True
     batch_size: int = 256
     dry_run: bool = False  # mcdo doctor: check prerequisites, run nothing (see prerequisites.Ready)
+    # recorded tier: judge a run that lacks the source's T at its own (a declared departure) instead of skipping
+    recorded_own_T: bool = False
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""
@@ -103,4 +105,6 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         r.elapsed_s = round(elapsed / len(records), 3)
         r.expected = r.expected or claim.expected
         r.config.setdefault("seed", ctx.seed)
+        if r.verdict != SKIPPED:
+            r.departures = departures(claim_id, tier, r.config, r.departures)
     return records

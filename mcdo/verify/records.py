@@ -37,6 +37,9 @@ class Record:
     details: dict[str, Any] = field(default_factory=dict)
     commit: str = ""
     elapsed_s: float = 0.0
+    # fields where the configuration run differs from the source's (sources.SOURCE), each with its reason; an
+    # evaluator may pre-fill {field: reason} for a departure it makes on purpose, the engine completes it
+    departures: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -86,7 +89,8 @@ def n_to_decide(ci: tuple[float, float], expected: float, margin: float, n: int)
 
 def judge(claim_id: str, ci: tuple[float, float], expected: float, n: int | None = None) -> tuple[str, str]:
     """The verdict of a value claim against its registry margin, and a sentence saying so (with, for an
-    inconclusive verdict, how many images would decide it)."""
+    inconclusive verdict, how many images would decide it). Evaluators call ``decide``, which reads ``expected``
+    from the registry."""
     from . import catalog
 
     m = catalog.margin(claim_id)
@@ -111,6 +115,92 @@ def direction_verdict(ci: tuple[float, float], threshold: float = 0.0, above: bo
     if hi < threshold:
         return NOT_REPRODUCED
     return INCONCLUSIVE
+
+
+def all_of(*verdicts: str) -> str:
+    """A claim made of several figures: reproduced when every one is, not reproduced when any one is not,
+    inconclusive otherwise."""
+    if all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else INCONCLUSIVE
+
+
+UNDECLARED = "UNDECLARED"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict, what was expected (as the source states it) and a sentence on how the rule decided."""
+
+    verdict: str
+    expected: str
+    note: str
+
+
+def expectation(claim_id: str, figure: str, tier: str | None = None):
+    """The registry's expectation of one figure of a claim on a tier (a clear error when it has none)."""
+    from .sources import EXPECT
+
+    options = EXPECT.get(claim_id, {}).get(figure)
+    if options is None:
+        raise KeyError(f"{claim_id} states no figure {figure!r} in the registry (verify/sources.py: EXPECT); it has "
+                       f"{', '.join(EXPECT.get(claim_id, {})) or 'none'}")
+    options = options if isinstance(options, tuple) else (options,)
+    for e in options:
+        if not e.tiers or tier is None or tier in e.tiers:
+            return e
+    raise KeyError(f"{claim_id}'s figure {figure!r} has no expectation on tier {tier!r}")
+
+
+def decide(claim_id: str, figure: str, ci: tuple[float, float], tier: str | None = None,
+           n: int | None = None) -> Decision:
+    """The one verdict rule: a measured figure's CI against what the registry says the source expects of it
+    (a value within the claim's margin, or a direction about a threshold)."""
+    e = expectation(claim_id, figure, tier)
+    if e.kind == "value":
+        verdict, note = judge(claim_id, ci, e.value, n)
+        return Decision(verdict, f"{e.value:g} ({e.text})" if e.text else f"{e.value:g}", note)
+    if e.kind in ("above", "below"):
+        verdict = direction_verdict(ci, e.value, above=e.kind == "above")
+        sign = ">" if e.kind == "above" else "<"
+        return Decision(verdict, f"{sign} {e.value:g} ({e.text})",
+                        f"direction: the whole CI {sign} {e.value:g} reproduces, the whole CI on the other side does not")
+    raise ValueError(f"{claim_id} {figure}: a {e.kind!r} expectation is a gate; use gate_expectation")
+
+
+def threshold(claim_id: str, figure: str, tier: str | None = None) -> float:
+    """The number the registry states for a figure (a value's centre or a direction's threshold)."""
+    return float(expectation(claim_id, figure, tier).value)
+
+
+def gate_expectation(claim_id: str, family: str | None, tier: str | None = None) -> bool | None:
+    """Whether the registry expects a model of this loss family (``softmax`` / ``sigmoid``) to pass the gate; None
+    for a family the claim says nothing of."""
+    if family is None:
+        return None
+    try:
+        return expectation(claim_id, family, tier).kind == "pass"
+    except KeyError:
+        return None
+
+
+def departures(claim_id: str, tier: str, config: dict, declared: dict | None = None) -> dict[str, dict]:
+    """The fields of the source's configuration (sources.SOURCE) that ``config`` ran differently, each with its
+    reason: declared by the evaluator, by the registry for (claim, tier), or for the tier; else ``UNDECLARED``."""
+    from .sources import DEPARTURES, SOURCE
+
+    source = SOURCE.get(claim_id, {})
+    out = {}
+    for key, want in source.items():
+        if key not in config:
+            continue
+        run = config[key]
+        if _jsonable(run) == _jsonable(want):
+            continue
+        reason = ((declared or {}).get(key) or DEPARTURES.get((claim_id, tier), {}).get(key)
+                  or DEPARTURES.get(tier, {}).get(key) or UNDECLARED)
+        out[key] = {"source": _jsonable(want), "run": _jsonable(run), "reason": reason}
+    return out
 
 
 def skipped(claim_id: str, tier: str, model: str, reason: str, expected: str = "") -> Record:

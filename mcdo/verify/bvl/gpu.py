@@ -20,8 +20,8 @@ from ...stats import mean_t_ci
 from ..engine import Context, evaluates
 from ..ood.gpu import per_model
 from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
-from ..records import Record, direction_verdict
-from .proxy import OVERHEAD_LIMIT, _ece_verdict, _row
+from ..records import Record, decide
+from .proxy import calibration_row as _row_text, ece_verdict, overhead_record
 
 MODELS = ("clip-vit-b-32-laion2b", "siglip-vit-b-16")
 EVAL, HESSIAN, HESSIAN_ALT = "food-101", "bayes-hessian", "bayes-hessian-alt"
@@ -67,9 +67,9 @@ def _calibration(ctx: Context, model: str, hessian: str) -> pipeline.Calibration
 def _record(claim: str, ctx: Context, model: str, hessian: str) -> Record:
     cal = _calibration(ctx, model, hessian)
     res = cal.comparison
-    return Record(claim, "gpu", model, _ece_verdict(res), res["ece20"]["change"], res["ece20"]["ci"],
+    return Record(claim, "gpu", model, ece_verdict(claim, res, "gpu"), res["ece20"]["change"], res["ece20"]["ci"],
                   expected="ECE20 change < 0 with accuracy within 1 point (" + NOTEBOOK + ")",
-                  reason=f"{_row(res)} on {cal.config['evaluation']} ({cal.config['n_eval']} images), Hessian "
+                  reason=f"{_row_text(res)} on {cal.config['evaluation']} ({cal.config['n_eval']} images), Hessian "
                          f"{cal.config['hessian']} ({cal.config['n_pairs']} pairs); paired bootstrap CIs over images",
                   config=dict(cal.config, **stand_in_config(ctx, model)), details={"comparison": res})
 
@@ -86,25 +86,18 @@ def bvl05_gpu(ctx: Context) -> list[Record]:
 
 @evaluates("BVL-04", "gpu")
 def bvl04_gpu(ctx: Context) -> list[Record]:
-    from ...stats import bootstrap_ci
-
+    """Operations of uncertainty-aware over deterministic zero-shot inference on the evaluation folder."""
     def one(model: str) -> Record:
         cal = _calibration(ctx, model, HESSIAN)
         data = _require(ctx, model, (EVAL,))
         enc, kw = load_model(ctx, model)
-        t = pipeline.overhead(enc, data[EVAL], cal.bvlm, SETTINGS["prompt"], batch_size=kw["batch_size"],
-                              device=kw["device"])
-        ratio = float(t["laplace"].min() / t["deterministic"].min())
-        ci = bootstrap_ci(lambda a, b: float(a.min() / b.min()), t["laplace"], t["deterministic"], n_boot=ctx.n_boot,
-                          seed=ctx.seed)
-        return Record("BVL-04", "gpu", model, direction_verdict(ci, OVERHEAD_LIMIT, above=False), ratio, ci,
-                      expected=f"time ratio Laplace / deterministic <= {OVERHEAD_LIMIT}",
-                      reason=f"fastest of {len(t['laplace'])} alternated repeats: {t['laplace'].min():.2f} s vs "
-                             f"{t['deterministic'].min():.2f} s over {len(data[EVAL].labels)} images",
-                      config=dict(cal.config, **stand_in_config(ctx, model)),
-                      details={k: v.tolist() for k, v in t.items()})
+        f = pipeline.overhead_flops(enc, data[EVAL], cal.bvlm, SETTINGS["prompt"], batch_size=kw["batch_size"],
+                                    device=kw["device"])
+        return overhead_record("gpu", model, f, len(data[EVAL].labels),
+                               dict(cal.config, **stand_in_config(ctx, model)))
 
     return per_model("BVL-04", MODELS, one)
+
 
 
 @evaluates("BVL-06", "gpu")
@@ -135,7 +128,7 @@ def bvl06_gpu(ctx: Context) -> list[Record]:
             for s in areas:
                 areas[s].append(active.area_between(run[s], run["random"]))
         ci = mean_t_ci(areas["epig"])
-        return Record("BVL-06", "gpu", model, direction_verdict(ci, 0.0), float(np.mean(areas["epig"])), ci,
+        return Record("BVL-06", "gpu", model, decide("BVL-06", "area", ci, "gpu").verdict, float(np.mean(areas["epig"])), ci,
                       expected="accuracy(EPIG) - accuracy(random) > 0 averaged over label budgets",
                       reason=f"EPIG areas {np.round(areas['epig'], 4).tolist()}, BALD areas "
                              f"{np.round(areas['bald'], 4).tolist()} over {len(al['seeds'])} seeds",

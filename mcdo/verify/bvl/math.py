@@ -11,7 +11,7 @@ from ...bayes import kfac
 from ...bayes.laplace import KFACPosterior, kron_logdet
 from ...bayes.probcosine import cosine_mc, cosine_moments
 from ..engine import Context, evaluates
-from ..records import Record, judge
+from ..records import Record, decide
 
 TIER = "math"
 REGIMES = {"near-orthogonal (cos ~ 0)": 0.0, "zero-shot-like (cos ~ 0.3)": 0.3, "near-parallel (cos ~ 0.98)": 0.98}
@@ -57,7 +57,8 @@ def bvl01(ctx: Context) -> list[Record]:
             worst = max(rows, key=lambda r: abs(r[f"{moment}_err"]))
             err, se = worst[f"{moment}_err"], worst[f"{moment}_se"]
             ci = (err - 1.96 * se, err + 1.96 * se)
-            verdict, note = judge("BVL-01", ci, 0.0)
+            d = decide("BVL-01", "error", ci, TIER)
+            verdict, note = d.verdict, d.note
             what = "mean error / s.d. of the cosine" if moment == "mean" else "relative error of the variance"
             out.append(Record("BVL-01", TIER, f"{regime}: {moment}", verdict, err, ci, expected="0 (agreement)",
                               reason=f"worst over D={DIMS}, relative s.d. {REL_SDS}: {what} {err:+.4f} "
@@ -156,7 +157,8 @@ def bvl02(ctx: Context) -> list[Record]:
              f"log|A kron B| = q log|A| + p log|B| within {logdet:.1e} (BayesVLM's p log|A| + q log|B| is off by "
              f"{swapped:+.3f} for p=5, q=3)")):
         ci = (err, err)
-        verdict, note = judge("BVL-02", ci, 0.0)
+        d = decide("BVL-02", "error", ci, TIER)
+        verdict, note = d.verdict, d.note
         out.append(Record("BVL-02", TIER, name, verdict, err, ci, expected="0 (agreement)",
                           reason=f"{what}; many data (64 pairs): KFAC approximates the GGN with relative Frobenius "
                                  f"error InfoNCE {many['infonce']:.3f}, sigmoid {many['sigmoid']:.3f} (not judged: "

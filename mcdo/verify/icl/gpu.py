@@ -19,16 +19,16 @@ from ...errors import MissingResource
 from ...models.classifier import FINETUNED_CLIP, load_classifier, weights_missing
 from ...signatures import broden, collect, stats
 from ...stats import bootstrap_ci
-from ..catalog import margin
 from ..engine import Context, evaluates
 from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
-from ..records import Record, direction_verdict, equivalence_verdict
-from .proxy import _both, _drop_verdict
+from ..records import Record, decide, threshold
+from .proxy import drop_verdict, kurtosis_verdict
 
 ZERO_SHOT = "clip-vit-b-16"
-SETTINGS = dict(zero_shot=ZERO_SHOT, finetuned=FINETUNED_CLIP, templates="openai", kurtosis_level=6.0, keep=0.2,
-                accuracy_drop=0.01, outlier_ratio=100.0, ap=0.9, min_positives=10, concept_boot=20,
-                ranges={"zero-shot": (400, 700), "fine-tuned": (300, 600)})
+SETTINGS = dict(zero_shot=ZERO_SHOT, finetuned=FINETUNED_CLIP, templates="openai",
+                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=0.2,
+                accuracy_drop=-threshold("ICL-03", "accuracy_change"),
+                outlier_ratio=threshold("ICL-02", "outlier_ratio"), ap=0.9, min_positives=10, concept_boot=20)
 
 
 def _finetuned(ctx: Context):
@@ -100,7 +100,7 @@ def icl01(ctx: Context) -> list[Record]:
     zs, ft = stats.kurtosis(d["zs"]), stats.kurtosis(d["ft"])
     ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), zs, ft, n_boot=ctx.n_boot, seed=ctx.seed)
     lvl = bootstrap_ci(lambda a: float(a.mean()), zs, n_boot=ctx.n_boot, seed=ctx.seed)
-    verdict = _both(direction_verdict(ci, 0.0), direction_verdict(lvl, SETTINGS["kurtosis_level"]))
+    verdict = kurtosis_verdict(ci, lvl, "gpu")
     return [Record("ICL-01", "gpu", f"{ZERO_SHOT} vs {FINETUNED_CLIP}", verdict, float(zs.mean() - ft.mean()), ci,
                    expected=f"kurtosis zero-shot - fine-tuned > 0 and zero-shot > {SETTINGS['kurtosis_level']:g}",
                    reason=f"mean kurtosis zero-shot {zs.mean():.2f} [{lvl[0]:.2f}, {lvl[1]:.2f}], fine-tuned "
@@ -119,7 +119,8 @@ def icl02(ctx: Context) -> list[Record]:
         ratio = lambda m: float(m.max() / np.median(m))  # noqa: E731  (of mean |activation| per dimension)
         ci = bootstrap_ci(lambda a: ratio(a.mean(axis=0)), np.abs(acts), axis=0, n_boot=ctx.n_boot, seed=ctx.seed)
         # the claim is about the zero-shot model; the fine-tuned one is the paper's contrast (no outliers)
-        verdict = direction_verdict(ci, SETTINGS["outlier_ratio"], above=which == "zero-shot")
+        verdict = decide("ICL-02", "outlier_ratio" if which == "zero-shot" else "outlier_ratio_finetuned", ci,
+                         "gpu").verdict
         out.append(Record("ICL-02", "gpu", ZERO_SHOT if which == "zero-shot" else FINETUNED_CLIP, verdict, p.ratio, ci,
                           expected=f"max/median {'>=' if which == 'zero-shot' else '<'} {SETTINGS['outlier_ratio']:g}",
                           reason=f"{p.summary()} on {d['n']} images; bootstrap CI over images",
@@ -140,7 +141,7 @@ def icl03(ctx: Context) -> list[Record]:
     curve = {f: float(c.mean()) for f, c in correct.items()}
     sv2 = stats.head_directions(d["head"], d["zs"]).singular_values ** 2
     energy = float(sv2[:k].sum() / sv2.sum())
-    return [Record("ICL-03", "gpu", ZERO_SHOT, _drop_verdict(ci, SETTINGS["accuracy_drop"]),
+    return [Record("ICL-03", "gpu", ZERO_SHOT, drop_verdict(ci, "gpu"),
                    float(kept.mean() - full.mean()), ci,
                    expected=f"top-1 change >= -{SETTINGS['accuracy_drop']:g} keeping {k} of {dims} directions",
                    reason=f"top-1 {full.mean():.4f} -> {kept.mean():.4f} keeping the top {k} of {dims} directions "
@@ -168,10 +169,9 @@ def icl04(ctx: Context) -> list[Record]:
         boots = [count(rng.integers(0, n, n)) for _ in range(SETTINGS["concept_boot"])]
         ci = (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))
         value = count(np.arange(n))
-        lo, hi = SETTINGS["ranges"][which]
-        verdict = equivalence_verdict(ci, (lo + hi) / 2, margin("ICL-04").half_width((lo + hi) / 2))
+        d = decide("ICL-04", which, ci, "gpu")
         out.append(Record("ICL-04", "gpu", ZERO_SHOT if which == "zero-shot" else FINETUNED_CLIP,
-                          verdict, float(value), ci, expected=f"{lo}-{hi} unique concepts",
+                          d.verdict, float(value), ci, expected=d.expected,
                           reason=f"{value} unique concepts of {len(data.names)} (AP >= {SETTINGS['ap']} along some of "
                                  f"the {acts.shape[1]} dimensions, either sign; concepts with >= "
                                  f"{SETTINGS['min_positives']} images) on {n} Broden images; {data.unreadable_masks} "

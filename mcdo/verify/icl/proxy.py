@@ -24,11 +24,11 @@ from ...models.finetune import FinetuneConfig, load_or_finetune
 from ...signatures import collect, stats
 from ...stats import bootstrap_ci, mean_t_ci
 from ..engine import Context, evaluates
-from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
+from ..records import Record, all_of, decide, threshold
 
 TIER = "proxy"
-SETTINGS = dict(loss="softmax", seeds=(0, 1, 2), n_images=5000, data_seed=7, kurtosis_level=6.0, keep=0.2,
-                accuracy_drop=0.01, outlier_threshold=10.0)
+SETTINGS = dict(loss="softmax", seeds=(0, 1, 2), n_images=5000, data_seed=7,
+                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=0.2, accuracy_drop=-threshold("ICL-03", "accuracy_change"), outlier_threshold=10.0)
 
 
 def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
@@ -51,11 +51,11 @@ def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
 
 
 
-def _both(a: str, b: str) -> str:
-    """Two parts of one claim: reproduced when both are, not reproduced when either is not."""
-    if NOT_REPRODUCED in (a, b):
-        return NOT_REPRODUCED
-    return REPRODUCED if a == b == REPRODUCED else INCONCLUSIVE
+def kurtosis_verdict(gap_ci: tuple[float, float], level_ci: tuple[float, float], tier: str) -> str:
+    """ICL-01's two parts, by the registry: zero-shot kurtosis above fine-tuned, and its level above the
+    threshold read for '>> 3'."""
+    return all_of(decide("ICL-01", "kurtosis_gap", gap_ci, tier).verdict,
+                  decide("ICL-01", "kurtosis_level", level_ci, tier).verdict)
 
 
 @evaluates("ICL-01", TIER)
@@ -68,7 +68,7 @@ def icl01(ctx: Context) -> list[Record]:
         diff = float(zs.mean() - ft.mean())
         ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), zs, ft, n_boot=ctx.n_boot, seed=ctx.seed)
         lvl = bootstrap_ci(lambda a: float(a.mean()), zs, n_boot=ctx.n_boot, seed=ctx.seed)
-        verdict = _both(direction_verdict(ci, 0.0), direction_verdict(lvl, s["kurtosis_level"]))
+        verdict = kurtosis_verdict(ci, lvl, TIER)
         diffs.append(diff)
         levels.append(float(zs.mean()))
         out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} seed {seed}", verdict, diff, ci,
@@ -86,7 +86,7 @@ def icl01(ctx: Context) -> list[Record]:
                                    "max_median": {k: v.outliers.ratio for k, v in p.items()}}))
     ci, lvl = mean_t_ci(diffs), mean_t_ci(levels)
     out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} across seeds",
-                      _both(direction_verdict(ci, 0.0), direction_verdict(lvl, s["kurtosis_level"])),
+                      kurtosis_verdict(ci, lvl, TIER),
                       float(np.mean(diffs)), ci, expected="mean over seeds of the two parts",
                       reason=f"kurtosis difference per seed {', '.join(f'{d:+.3f}' for d in diffs)}; zero-shot level "
                              f"{', '.join(f'{v:.2f}' for v in levels)} (t interval [{lvl[0]:.2f}, {lvl[1]:.2f}]); "
@@ -94,9 +94,9 @@ def icl01(ctx: Context) -> list[Record]:
     return out
 
 
-def _drop_verdict(ci: tuple[float, float], drop: float) -> str:
-    """Accuracy kept: the whole CI of (pruned - full) above -drop; not kept: the whole CI below it."""
-    return direction_verdict(ci, -drop)
+def drop_verdict(ci: tuple[float, float], tier: str = TIER) -> str:
+    """Accuracy kept: the whole CI of (pruned - full) above the registry's -drop; not kept: the whole CI below."""
+    return decide("ICL-03", "accuracy_change", ci, tier).verdict
 
 
 @evaluates("ICL-03", TIER)
@@ -111,7 +111,7 @@ def icl03(ctx: Context) -> list[Record]:
         change = float(kept.mean() - full.mean())
         ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
         changes.append(change)
-        out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} seed {seed}", _drop_verdict(ci, s["accuracy_drop"]),
+        out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} seed {seed}", drop_verdict(ci),
                           change, ci, expected=f"top-1 change >= -{s['accuracy_drop']:g} keeping {k} of {d} directions",
                           reason=f"top-1 full head {full.mean():.3f} -> {kept.mean():.3f} with the top {k} of {d} "
                                  f"directions (they carry {100 * p.importance[:k].sum():.1f}% of the importance, the "
@@ -124,7 +124,7 @@ def icl03(ctx: Context) -> list[Record]:
                           details={"curve": {str(f): a for f, a in p.accuracy.items()},
                                    "importance": p.importance.round(5).tolist()}))
     ci = mean_t_ci(changes)
-    out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} across seeds", _drop_verdict(ci, s["accuracy_drop"]),
+    out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} across seeds", drop_verdict(ci),
                       float(np.mean(changes)), ci, expected=f"mean top-1 change >= -{s['accuracy_drop']:g}",
                       reason=f"top-1 change per seed {', '.join(f'{c:+.4f}' for c in changes)}; t interval over "
                              f"{len(changes)} seeds", config=dict(seeds=list(s["seeds"]))))

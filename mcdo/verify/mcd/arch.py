@@ -7,7 +7,7 @@ import torch
 from ...dropout import MODES, audit, inject_uniform_linear_dropout
 from ...models import get_spec, load
 from ..engine import Context, evaluates
-from ..records import NOT_REPRODUCED, REPRODUCED, Record
+from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
 
 TIER = "arch"
 _MCD01_MODELS = ("clip-vit-b-32", "siglip2-vit-b-16")
@@ -27,13 +27,12 @@ def mcd01(ctx: Context) -> list[Record]:
             finally:
                 ctl.remove()
             firing = a["firing"]
-            # '~60' is the seed's 12 blocks x 5 linears; +-5 admits one pooling head's worth of extra sites
-            verdict = REPRODUCED if 55 <= firing <= 65 else NOT_REPRODUCED
+            d = decide("MCD-01", "firing_sites", (float(firing), float(firing)), TIER)
             reason = (f"{mode}: {a['wrapped']} sites wrapped, {firing} fire, {a['changes_output']} change the output "
                       f"(kinds {a['kinds']})" + (f"; silent: {len(a['silent'])} ({a['silent'][0]}, ...)"
                                                   if a["silent"] else ""))
-            out.append(Record("MCD-01", TIER, f"{name} [{mode}]", verdict, float(firing), (float(firing), float(firing)),
-                              expected="~60 (55..65) firing sites", reason=reason,
+            out.append(Record("MCD-01", TIER, f"{name} [{mode}]", d.verdict, float(firing), (float(firing), float(firing)),
+                              expected=f"{d.expected} firing sites", reason=f"{reason}; {d.note}",
                               config=dict(model=name, arch=enc.spec.arch_name, weights="random", p=0.01, mode=mode),
                               details={k: a[k] for k in ("wrapped", "firing", "changes_output", "kinds", "silent")}))
     return out

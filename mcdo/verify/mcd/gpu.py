@@ -46,6 +46,7 @@ TIER = "gpu"
 GPU = dict(trials=10, T=64, p=0.01, mode="as_published", dtype="float32", n_synsets=100, per_synset=5,
            batch_size=8, max_rows=512, blur_radius={"light": 5, "heavy": 15})
 MODELS = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}
+FAMILY = {"clip_b32": "softmax", "siglip2_b16": "sigmoid"}  # the loss each was trained with (MCD-07's families)
 # claim -> (model, images, prompt set) as the recorded investigation ran it
 SEED_RUNS = {"MCD-08": ("clip_b32", 2, "photo"), "MCD-09": ("siglip2_b16", 1, "photo"),
              "MCD-10": ("siglip2_b16", 1, None), "MCD-18": ("clip_b32", "reliability", "photo")}
@@ -212,10 +213,10 @@ def harness_run(ctx: Context, key: str) -> dict:
     return ctx.cached(f"mcd-gpu-harness/{key}", make)
 
 
-def _figure(claim_id: str, key: str, name: str, fn, expected: float):
+def _figure(claim_id: str, key: str, figure: str, name: str, fn):
     def evaluator(ctx: Context) -> list[Record]:
         m = reliability(ctx, key)
-        return [figure_record(claim_id, TIER, key, m["trials"], name, fn, expected, ctx, m["config"])]
+        return [figure_record(claim_id, TIER, key, m["trials"], figure, name, fn, ctx, m["config"])]
 
     evaluator.__doc__ = f"{claim_id} on the gpu tier: {name} of trace_pre over trials, {MODELS[key]}."
     return evaluates(claim_id, TIER)(evaluator)
@@ -232,16 +233,16 @@ def mcd07(ctx: Context) -> list[Record]:
     out = []
     for key in MODELS:
         m = reliability(ctx, key)
-        out.append(gate_record("MCD-07", TIER, key, m["trials"], key == "siglip2_b16", ctx, m["config"]))
+        out.append(gate_record("MCD-07", TIER, key, m["trials"], FAMILY[key], ctx, m["config"]))
     return out
 
 
-def _rho_claim(ctx: Context, claim_id: str, what: str, expect, harness_key: str) -> list[Record]:
+def _rho_claim(ctx: Context, claim_id: str, what: str, harness_key: str) -> list[Record]:
     key = SEED_RUNS[claim_id][0]
     require(ctx, [MODELS[key]], ood_sets=(), text=SEED_RUNS[claim_id][2] is not None)
     m = seed_run(ctx, claim_id)
     other = m.entropy if what == "zero-shot entropy" else m.centroid_distance
-    rec = rho_record(ctx, claim_id, m, other, what, expect, TIER, key)
+    rec = rho_record(ctx, claim_id, m, other, what, TIER, key)
     try:
         h = harness_run(ctx, key)
     except MissingResource as e:
@@ -258,20 +259,20 @@ def _rho_claim(ctx: Context, claim_id: str, what: str, expect, harness_key: str)
 
 @evaluates("MCD-08", TIER)
 def mcd08(ctx: Context) -> list[Record]:
-    """CLIP B-32: Spearman(trace_pre, zero-shot entropy) against 0.25 (N = 2000, one prompt, as recorded)."""
-    return _rho_claim(ctx, "MCD-08", "zero-shot entropy", 0.25, "entropy")
+    """CLIP B-32: Spearman(trace_pre, zero-shot entropy) against the registry's 0.25 (N = 2000, one prompt, as recorded)."""
+    return _rho_claim(ctx, "MCD-08", "zero-shot entropy", "entropy")
 
 
 @evaluates("MCD-09", TIER)
 def mcd09(ctx: Context) -> list[Record]:
     """SigLIP2 B-16: Spearman(trace_pre, zero-shot entropy) ~ 0 (N = 1000, one prompt, as recorded)."""
-    return _rho_claim(ctx, "MCD-09", "zero-shot entropy", "zero", "entropy")
+    return _rho_claim(ctx, "MCD-09", "zero-shot entropy", "entropy")
 
 
 @evaluates("MCD-10", TIER)
 def mcd10(ctx: Context) -> list[Record]:
     """SigLIP2 B-16: Spearman(trace_pre, 1 - cos(f, mean f)) against 0.24 (N = 1000, as recorded)."""
-    return _rho_claim(ctx, "MCD-10", "centroid distance", 0.24, "centroid_distance")
+    return _rho_claim(ctx, "MCD-10", "centroid distance", "centroid_distance")
 
 
 def _blurred(ctx: Context, key: str) -> ProxyMeasure:
@@ -284,14 +285,14 @@ def _blurred(ctx: Context, key: str) -> ProxyMeasure:
 @evaluates("MCD-11", TIER)
 def mcd11(ctx: Context) -> list[Record]:
     """CLIP B-32, blur radius 5: fraction of images whose uncertainty rose, against 80%."""
-    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, "clip_b32", 0.80,
+    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, "clip_b32",
                         how="PIL Gaussian blur radius 5 px before preprocessing")]
 
 
 @evaluates("MCD-12", TIER)
 def mcd12(ctx: Context) -> list[Record]:
     """SigLIP2 B-16, blur radius 15: fraction of images whose uncertainty fell, against 75.6%."""
-    return [blur_record("MCD-12", _blurred(ctx, "siglip2_b16"), "heavy", "decreased", TIER, "siglip2_b16", 0.756,
+    return [blur_record("MCD-12", _blurred(ctx, "siglip2_b16"), "heavy", "decreased", TIER, "siglip2_b16",
                         how="PIL Gaussian blur radius 15 px before preprocessing")]
 
 

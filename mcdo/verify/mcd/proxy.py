@@ -7,7 +7,7 @@ from scipy import stats as sst
 from ... import stats as S
 from ..engine import Context, evaluates
 from ..proxy_measure import SETTINGS, all_measures
-from ..records import NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
+from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
 from ..builders import blur_record, rho, erank_record, error_auroc_record, gate_record, proxy_name, rho_record
 
 TIER = "proxy"
@@ -15,25 +15,25 @@ TIER = "proxy"
 
 @evaluates("MCD-07", TIER)
 def mcd07(ctx: Context) -> list[Record]:
-    return [gate_record("MCD-07", TIER, proxy_name(m), m.trials[SETTINGS["T"]], m.loss == "sigmoid", ctx, dict(m.config))
+    return [gate_record("MCD-07", TIER, proxy_name(m), m.trials[SETTINGS["T"]], m.loss, ctx, dict(m.config))
             for m in all_measures(ctx).values()]
 
 
 @evaluates("MCD-08", TIER)
 def mcd08(ctx: Context) -> list[Record]:
-    return [rho_record(ctx, "MCD-08", m, m.entropy, "zero-shot entropy", "positive")
+    return [rho_record(ctx, "MCD-08", m, m.entropy, "zero-shot entropy")
             for m in all_measures(ctx).values() if m.loss == "softmax"]
 
 
 @evaluates("MCD-09", TIER)
 def mcd09(ctx: Context) -> list[Record]:
-    return [rho_record(ctx, "MCD-09", m, m.entropy, "zero-shot entropy", "zero")
+    return [rho_record(ctx, "MCD-09", m, m.entropy, "zero-shot entropy")
             for m in all_measures(ctx).values() if m.loss == "sigmoid"]
 
 
 @evaluates("MCD-10", TIER)
 def mcd10(ctx: Context) -> list[Record]:
-    return [rho_record(ctx, "MCD-10", m, m.centroid_distance, "centroid distance", "positive")
+    return [rho_record(ctx, "MCD-10", m, m.centroid_distance, "centroid distance")
             for m in all_measures(ctx).values() if m.loss == "sigmoid"]
 
 
@@ -60,18 +60,20 @@ def mcd13(ctx: Context) -> list[Record]:
         rec = erank_record(ctx, soft, sig, TIER, f"proxy pair seed {soft.seed}", "softmax", "sigmoid")
         diffs.append(rec.measured)
         out.append(rec)
-    out.append(_pooled("MCD-13", diffs, "erank difference", "erank(softmax) - erank(sigmoid) > 0"))
+    out.append(_pooled("MCD-13", "erank_gap", diffs, "erank difference", "erank(softmax) - erank(sigmoid)"))
     return out
 
 
-def _pooled(claim_id: str, diffs: list[float], what: str, expected: str) -> Record:
-    """Across seeds: mean difference, t interval with K-1 df, one-sample t-test against 0."""
+def _pooled(claim_id: str, figure: str, diffs: list[float], what: str, expected: str) -> Record:
+    """Across seeds: mean difference, t interval with K-1 df, one-sample t-test against 0, judged by the
+    registry's direction for ``figure``."""
     d = np.asarray(diffs)
     t = sst.ttest_1samp(d, 0.0)
     half = sst.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
     ci = (float(d.mean() - half), float(d.mean() + half))
-    return Record(claim_id, TIER, f"proxy pair, {d.size} seeds pooled", direction_verdict(ci, 0.0), float(d.mean()),
-                  ci, expected=expected,
+    dec = decide(claim_id, figure, ci, TIER)
+    return Record(claim_id, TIER, f"proxy pair, {d.size} seeds pooled", dec.verdict, float(d.mean()),
+                  ci, expected=f"{expected} {dec.expected}",
                   reason=f"{what} per seed {np.round(d, 3).tolist()}; mean {d.mean():.3f}, t-interval over seeds "
                          f"[{ci[0]:.3f}, {ci[1]:.3f}], t-test p = {t.pvalue:.2g} ({int(np.sum(d > 0))}/{d.size} seeds > 0)",
                   config=dict(seeds=list(SETTINGS["seeds"]), **{k: SETTINGS[k] for k in ("p", "T", "trials")}))
@@ -98,7 +100,7 @@ def mcd17(ctx: Context) -> list[Record]:
 
         r = rho_gap(pair)
         ci_r = S.bootstrap_ci(rho_gap, pair, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
-        v_g, v_r = direction_verdict(ci_g, 0.0), direction_verdict(ci_r, 0.0)
+        v_g, v_r = decide("MCD-17", "icc_gap", ci_g, TIER).verdict, decide("MCD-17", "rho_gap", ci_r, TIER).verdict
         verdict = REPRODUCED if v_g == v_r == REPRODUCED else (NOT_REPRODUCED if NOT_REPRODUCED in (v_g, v_r)
                                                                 else "inconclusive")
         d_icc.append(g)
@@ -109,8 +111,8 @@ def mcd17(ctx: Context) -> list[Record]:
                                  f"{g:+.3f} [{ci_g[0]:+.3f}, {ci_g[1]:+.3f}] ({v_g}); rho(trace, entropy) gap softmax - "
                                  f"sigmoid {r:+.3f} [{ci_r[0]:+.3f}, {ci_r[1]:+.3f}] ({v_r})",
                           config=dict(soft.config, model="proxy pair"), details={"rho_gap": r, "rho_gap_ci": ci_r}))
-    pi = _pooled("MCD-17", d_icc, "ICC gap (sigmoid - softmax)", "> 0")
-    pr = _pooled("MCD-17", d_rho, "entropy-rho gap (softmax - sigmoid)", "> 0")
+    pi = _pooled("MCD-17", "icc_gap", d_icc, "ICC gap (sigmoid - softmax)", "ICC gap")
+    pr = _pooled("MCD-17", "rho_gap", d_rho, "entropy-rho gap (softmax - sigmoid)", "entropy-rho gap")
     verdict = REPRODUCED if pi.verdict == pr.verdict == REPRODUCED else (
         NOT_REPRODUCED if NOT_REPRODUCED in (pi.verdict, pr.verdict) else "inconclusive")
     pi.verdict = verdict

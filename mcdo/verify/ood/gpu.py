@@ -21,11 +21,10 @@ from ...errors import MissingResource
 from ...features import image_features
 from ..engine import Context, evaluates
 from ..prerequisites import Ready, load_model, require, stand_in_config
-from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, direction_verdict, judge
+from ..records import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, SKIPPED, Record, decide, threshold
 
 CLIP, SIGLIP, SIGLIP2 = "clip-vit-b-16", "siglip-vit-b-16", "siglip2-vit-b-16"
 SIGLIPS = (SIGLIP, SIGLIP2)
-MCM_PAPER_CLIP_B16 = 0.9077  # the MCM paper's mean AUROC for CLIP ViT-B/16 on the same four sets
 WHICH_SIGLIP = {SIGLIP: "the seed's table names SigLIP ViT-B-16", SIGLIP2: "the seed's command line runs siglip2 "
                 "(--model_type siglip2); its table says SigLIP"}
 
@@ -79,13 +78,15 @@ def accuracy(ctx: Context, model: str) -> dict:
     return ctx.cached(f"ood-acc/{model}", make)
 
 
-def accuracy_record(claim_id: str, ctx: Context, model: str, expected: float, which: str = "") -> Record:
-    """ImageNet-1k zero-shot top-1 with CLIP's 80-template ensemble against ``expected``: Clopper-Pearson CI,
-    the claim's equivalence margin, inconclusive on a partial validation set (OOD-03, OOD-05, PRB-05)."""
+def accuracy_record(claim_id: str, ctx: Context, model: str, figure: str = "top1", which: str = "") -> Record:
+    """ImageNet-1k zero-shot top-1 with CLIP's 80-template ensemble against the registry's ``figure``:
+    Clopper-Pearson CI, the claim's equivalence margin, inconclusive on a partial validation set (OOD-03, OOD-05,
+    PRB-05)."""
     a = accuracy(ctx, model)
     acc, n = a["accuracy"]["openai"], a["n"]
     ci = S.binomial_ci(round(acc * n), n)
-    verdict, note = judge(claim_id, ci, expected, n=n)
+    d = decide(claim_id, figure, ci, "gpu", n=n)
+    verdict, note, expected = d.verdict, d.note, threshold(claim_id, figure, "gpu")
     partial_note = f"; {note}"
     if a["classes"] < 1000:  # a partial validation set is not the benchmark: no verdict on the value
         verdict = INCONCLUSIVE
@@ -109,12 +110,13 @@ def _config(ctx: Context, model: str, res: oodbench.OODResult, **extra) -> dict:
     return dict(model=model, **stand_in_config(ctx, model), **extra, **res.config)
 
 
-def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: float, which: str = "",
+def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, figure: str = "mean_auroc", which: str = "",
                 convention: str = "seed") -> Record:
     res = bench(ctx, model, convention)
     m, ci = _mean_auroc_ci(ctx, model, score, convention)
     per = ", ".join(f"{k} {100 * v['auroc']:.2f}" for k, v in res.table()[score].items() if k != "mean")
-    verdict, note = judge(claim_id, ci, expected, n=res.n_id)
+    d = decide(claim_id, figure, ci, "gpu", n=res.n_id)
+    verdict, note, expected = d.verdict, d.note, threshold(claim_id, figure, "gpu")
     return Record(claim_id, "gpu", model, verdict, m, ci,
                   expected=f"{100 * expected:.1f}%",
                   reason=f"{score} MCM mean AUROC {100 * m:.2f}% [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] (bootstrap over "
@@ -127,7 +129,7 @@ def _mean_auroc(claim_id: str, ctx: Context, model: str, score: str, expected: f
 @evaluates("OOD-03", "gpu")
 def ood03(ctx: Context) -> list[Record]:
     """CLIP ViT-B-16 zero-shot top-1 on ImageNet-1k val (needs no OOD set)."""
-    return per_model("OOD-03", (CLIP,), lambda m: accuracy_record("OOD-03", ctx, m, 0.683))
+    return per_model("OOD-03", (CLIP,), lambda m: accuracy_record("OOD-03", ctx, m))
 
 
 @evaluates("OOD-04", "gpu")
@@ -135,10 +137,10 @@ def ood04(ctx: Context) -> list[Record]:
     """CLIP ViT-B-16 softmax MCM mean AUROC in the seed's setting, against 85.2%; the MCM paper's own setting
     (its prompt, resizing and FPR95 rule) against its 90.77%, in the same record."""
     def one(model: str) -> Record:
-        rec = _mean_auroc("OOD-04", ctx, model, "softmax", 0.852)
-        paper = _mean_auroc("OOD-04", ctx, model, "softmax", MCM_PAPER_CLIP_B16, convention="mcm")
+        rec = _mean_auroc("OOD-04", ctx, model, "softmax")
+        paper = _mean_auroc("OOD-04", ctx, model, "softmax", "mean_auroc_mcm_paper", convention="mcm")
         rec.reason += (f"; in the MCM paper's setting: {100 * paper.measured:.2f}% [{100 * paper.ci[0]:.2f}, "
-                       f"{100 * paper.ci[1]:.2f}] against its 90.77%: {paper.verdict}")
+                       f"{100 * paper.ci[1]:.2f}] against its {paper.expected}: {paper.verdict}")
         rec.details["mcm_paper_setting"] = dict(measured=paper.measured, ci=paper.ci, verdict=paper.verdict,
                                                 convention=oodbench.convention_note("mcm"),
                                                 table=paper.details["table"])
@@ -150,13 +152,13 @@ def ood04(ctx: Context) -> list[Record]:
 @evaluates("OOD-05", "gpu")
 def ood05(ctx: Context) -> list[Record]:
     """SigLIP and SigLIP2 ViT-B-16 zero-shot top-1 on ImageNet-1k val, each against the seed's 75.1%."""
-    return per_model("OOD-05", SIGLIPS, lambda m: accuracy_record("OOD-05", ctx, m, 0.751, WHICH_SIGLIP[m]))
+    return per_model("OOD-05", SIGLIPS, lambda m: accuracy_record("OOD-05", ctx, m, "top1", WHICH_SIGLIP[m]))
 
 
 @evaluates("OOD-06", "gpu")
 def ood06(ctx: Context) -> list[Record]:
     """SigLIP and SigLIP2 ViT-B-16 softmax MCM (temperature 1) mean AUROC, each against the seed's 86.5%."""
-    return per_model("OOD-06", SIGLIPS, lambda m: _mean_auroc("OOD-06", ctx, m, "softmax", 0.865, WHICH_SIGLIP[m]))
+    return per_model("OOD-06", SIGLIPS, lambda m: _mean_auroc("OOD-06", ctx, m, "softmax", "mean_auroc", WHICH_SIGLIP[m]))
 
 
 def _ood07(ctx: Context, model: str) -> Record:
@@ -164,12 +166,15 @@ def _ood07(ctx: Context, model: str) -> Record:
     if res.bias is None:
         raise MissingResource(f"a logit_bias in {ctx.stand_ins.get(model, model)}", "sigmoid MCM needs a SigLIP model")
     gap, gap_ci = res.gap_ci("sigmoid", "softmax", n_boot=ctx.n_boot, seed=ctx.seed)
-    value = _mean_auroc("OOD-07", ctx, model, "sigmoid", 0.898, WHICH_SIGLIP[model])
-    size = "meets" if gap_ci[0] <= 0.033 <= gap_ci[1] else "misses"
-    return Record("OOD-07", "gpu", model, direction_verdict(gap_ci, 0.0), gap, gap_ci,
-                  expected="sigmoid MCM - softmax MCM mean AUROC > 0 (seed: +3.3 points, 89.8%)",
+    value = _mean_auroc("OOD-07", ctx, model, "sigmoid", "mean_auroc", WHICH_SIGLIP[model])
+    seed_gap = threshold("OOD-07", "gap_size", "gpu")
+    size = "meets" if gap_ci[0] <= seed_gap <= gap_ci[1] else "misses"
+    d = decide("OOD-07", "gap", gap_ci, "gpu")
+    return Record("OOD-07", "gpu", model, d.verdict, gap, gap_ci,
+                  expected=f"sigmoid MCM - softmax MCM mean AUROC {d.expected}",
                   reason=f"gap {100 * gap:+.2f} points [{100 * gap_ci[0]:+.2f}, {100 * gap_ci[1]:+.2f}] (paired "
-                         f"bootstrap), {size} the seed's +3.3; sigmoid MCM value vs 89.8%: {value.verdict} ("
+                         f"bootstrap), {size} the seed's {100 * seed_gap:+.1f}; sigmoid MCM value vs "
+                         f"{value.expected}: {value.verdict} ("
                          + value.reason + "); " + oodbench.sigmoid_rank_note(res.table()),
                   config=value.config, details={"value_verdict": value.verdict, "sigmoid_mean_auroc": value.measured,
                                                 "sigmoid_ci": value.ci, **value.details})

@@ -6,7 +6,7 @@ import numpy as np
 
 from ... import ood
 from ..engine import Context, evaluates
-from ..records import NOT_REPRODUCED, REPRODUCED, Record, direction_verdict
+from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
 
 
 def _ood_sets(size: int = 32, n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
@@ -84,8 +84,9 @@ def ood07(ctx: Context) -> list[Record]:
         g, ci = res.gap_ci("sigmoid", "softmax", n_boot=ctx.n_boot // 5, seed=ctx.seed)
         table = res.table()
         mean = {sc: table[sc]["mean"]["auroc"] for sc in ("sigmoid", "softmax")}
-        out.append(Record("OOD-07", "proxy", res.model, direction_verdict(ci, 0.0), g, ci,
-                          expected="mean AUROC(sigmoid MCM) - mean AUROC(softmax MCM) > 0",
+        d = decide("OOD-07", "gap", ci, "proxy")
+        out.append(Record("OOD-07", "proxy", res.model, d.verdict, g, ci,
+                          expected=f"mean AUROC(sigmoid MCM) - mean AUROC(softmax MCM) {d.expected}",
                           reason=f"mean AUROC sigmoid {mean['sigmoid']:.3f} vs softmax {mean['softmax']:.3f}: gap "
                                  f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired bootstrap over images within each "
                                  f"set); ID: world test split, OOD: {', '.join(res.sets)}; "

@@ -13,17 +13,17 @@ import numpy as np
 from ..engine import Context, evaluates
 from ..ood.gpu import accuracy_record, per_model
 from ..records import Record
+from ..sources import EXPECT
 
-# model -> the seed's top-1 (judged with PRB-05's equivalence margin)
-PRB05 = {"clip-vit-l-14-336": 0.755, "siglip-so400m-14-384": 0.831, "siglip2-so400m-14-378": 0.84,
-         "siglip2-so400m-16-384": 0.841}
+# the seed's models; their top-1 is the registry's (sources.EXPECT["PRB-05"]), judged with PRB-05's margin
+PRB05 = tuple(EXPECT["PRB-05"])
 
 
 @evaluates("PRB-05", "gpu")
 def prb05(ctx: Context) -> list[Record]:
     """Zero-shot top-1 with CLIP's 80-template ensemble, Clopper-Pearson CI, against the seed's table; a model
     whose weights are missing skips its own record, the others run."""
-    return per_model("PRB-05", tuple(PRB05), lambda m: accuracy_record("PRB-05", ctx, m, PRB05[m]))
+    return per_model("PRB-05", tuple(PRB05), lambda m: accuracy_record("PRB-05", ctx, m, m))
 
 
 # PRB-04: the seed's three models as frozen feature extractors on the user's folder
@@ -80,7 +80,7 @@ def prb04(ctx: Context) -> list[Record]:
     """Accuracy of each SigLIP model minus CLIP's, per probe, with the Nadeau-Bengio corrected t interval."""
     from ...probe import pipeline
     from ..prerequisites import stand_in_config
-    from ..records import direction_verdict
+    from ..records import decide
 
     comp = prb04_comparison(ctx)
     out, base = [], PRB04_MODELS[0]
@@ -89,8 +89,8 @@ def prb04(ctx: Context) -> list[Record]:
             t = comp.test(probe, PRB04_SETTINGS["metric"], base, m)
             ct, pt = t["corrected"], t["paired"]
             ra, rb = comp.results[(base, probe)], comp.results[(m, probe)]
-            out.append(Record("PRB-04", "gpu", f"{m} vs {base} {probe}", direction_verdict(ct.ci, 0.0), ct.mean, ct.ci,
-                              expected=f"accuracy({m}) - accuracy({base}) > 0",
+            out.append(Record("PRB-04", "gpu", f"{m} vs {base} {probe}", decide("PRB-04", "difference", ct.ci, "gpu").verdict,
+                              ct.mean, ct.ci, expected=f"accuracy({m}) - accuracy({base}) > 0",
                               reason=f"{comp.data}: {comp.n_images} images ({comp.n_unreadable} unreadable, skipped), "
                                      f"{comp.k}-fold stratified CV; accuracy {rb.mean('accuracy'):.3f}+-"
                                      f"{rb.sd('accuracy'):.3f} vs {ra.mean('accuracy'):.3f}+-{ra.sd('accuracy'):.3f}; "

@@ -15,7 +15,7 @@ from ...models import load
 from ...probe import cv, pipeline
 from ...stats import mean_t_ci
 from ..engine import Context, evaluates
-from ..records import Record, direction_verdict
+from ..records import Record, decide
 
 TIER = "proxy"
 SETTINGS = dict(seeds=(0, 1, 2), n_images=1000, data_seed=13, folds=10, alpha=cv.RIDGE_ALPHA, metric="accuracy")
@@ -52,14 +52,14 @@ def prb04(ctx: Context) -> list[Record]:
             t = comp.test(probe, s["metric"], "proxy-softmax", "proxy-sigmoid")
             ct, pt = t["corrected"], t["paired"]
             diffs.append(ct.mean)
-            out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}", direction_verdict(ct.ci, 0.0),
+            out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}", decide("PRB-04", "difference", ct.ci, TIER).verdict,
                               ct.mean, ct.ci, expected="accuracy(sigmoid features) - accuracy(softmax features) > 0",
                               reason=f"{comp.data}, {comp.k}-fold stratified CV: {_summary(comp, probe)}; difference "
                                      f"{ct.describe()}; {pt.describe()}",
                               config=dict(s, seeds=list(s["seeds"]), probe=probe, data=comp.data),
                               details=pipeline.as_dict(comp)))
         ci = mean_t_ci(diffs)
-        out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}", direction_verdict(ci, 0.0),
+        out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}", decide("PRB-04", "difference", ci, TIER).verdict,
                           float(np.mean(diffs)), ci, expected="mean accuracy difference over seeds > 0",
                           reason=f"accuracy difference per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t interval "
                                  f"over {len(diffs)} seeds", config=dict(seeds=list(s["seeds"]), probe=probe)))
