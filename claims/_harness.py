@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mcdo.verify import catalog, engine, findings
-from mcdo.verify.records import CONSISTENT, REPRODUCED, SKIPPED
+from mcdo.verify.records import CONSISTENT, REPRODUCED, SKIPPED, UNDECLARED
 
 
 def params(family: str) -> list:
@@ -28,6 +28,13 @@ def check(claim_id: str, tier: str, ctx: engine.Context, sink: list) -> None:
     judged = [r for r in records if r.verdict != SKIPPED]
     if not judged:
         pytest.skip(f"{claim_id} on {tier}: {records[0].reason}")
+    # a configuration that differs from the source's without a declared reason is a defect, never an expected
+    # failure (pytest.fail is not an AssertionError, so a strict xfail does not absorb it)
+    undeclared = [f"{r.model}: {k} = {v['run']!r} (source: {v['source']!r})" for r in judged
+                  for k, v in r.departures.items() if v["reason"] == UNDECLARED]
+    if undeclared:
+        pytest.fail(f"{claim_id} on {tier}: undeclared departures from the source's configuration (declare them "
+                    f"in mcdo/verify/sources.py: DEPARTURES): {'; '.join(undeclared)}")
     if (claim_id, tier) in catalog.FINDINGS:
         findings.check(claim_id, tier, records)  # FindingDrift, not AssertionError: never an expected failure
     failed = [r for r in judged if r.verdict not in (REPRODUCED, CONSISTENT)]

@@ -41,7 +41,7 @@ def _claims(args: argparse.Namespace) -> int:
         print(f"mcdo claims: nothing selected: {', '.join(sorted(args.id or []))} on tier(s) {', '.join(tiers)} "
               "(`mcdo claims --list` shows each claim's tiers)", file=sys.stderr)
         return 2
-    ctx = engine.Context(seed=args.seed, progress=not args.quiet)
+    ctx = engine.Context(seed=args.seed, progress=not args.quiet, recorded_own_T=args.recorded_own_T)
     records, t0 = [], time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--recorded-own-T", action="store_true",
+                   help="recorded tier: judge a run that lacks the source's T (64; MCD-15: 16 -> 64) at its own "
+                        "largest T, stated as a departure in its row (default: such a run is skipped)")
     p.add_argument("--replace", action="store_true",
                    help="with --tier/--id: write only this run's records (default: merge them into the existing "
                         "report, replacing the same claims and tiers)")

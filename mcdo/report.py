@@ -25,6 +25,19 @@ def _fmt(x) -> str:
     return f"{x:.3g}" if (a >= 1000 or (0 < a < 0.001)) else f"{x:.3f}"
 
 
+def _cell(x) -> str:
+    """A configuration value in a table cell: a list as 16->64, nothing when the record does not state it."""
+    if x is None:
+        return ""
+    return "->".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
+
+
+def departures_text(r: Record) -> str:
+    """Where the run's configuration differs from the source's, each with its reason, for a table cell."""
+    return "; ".join(f"{k}: {_cell(v.get('run'))} not {_cell(v.get('source'))} ({v.get('reason', '')})"
+                     for k, v in (r.departures or {}).items()).replace("|", "/")
+
+
 def coverage(records: list[Record], tiers: tuple[str, ...] = catalog.TIERS) -> dict[str, tuple[int, int]]:
     """Per tier: (claims with a verdict, claims registered on that tier)."""
     out = {}
@@ -74,14 +87,16 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
         by_id.setdefault(r.id, []).append(r)
     for fam, seed in catalog.SEEDS.items():
         lines += ["", f"## {fam}: {catalog.SEED_TITLES[fam]} (`seeds/{seed}`)", "",
-                  "| id | tier | model | verdict | measured | 95% CI | expected | reason |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| id | tier | model | T | K | N | verdict | measured | 95% CI | expected | departures | reason |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for claim in (c for c in catalog.CLAIMS if c.family == fam):
             for r in by_id.get(claim.id, []) or [Record(claim.id, "-", "-", SKIPPED, reason="not evaluated in this run")]:
                 ci = f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]" if r.ci else ""
                 reason = r.reason.replace("|", "/").replace("\n", " ")
-                lines.append(f"| {r.id} | {r.tier} | {r.model} | {_MARK[r.verdict]} | {_fmt(r.measured)} | {ci} | "
-                             f"{r.expected.replace('|', '/')} | {reason} |")
+                T, K, N = (_cell(r.config.get(k)) for k in ("T", "trials", "n_images"))
+                lines.append(f"| {r.id} | {r.tier} | {r.model} | {T} | {K} | {N} | {_MARK[r.verdict]} | "
+                             f"{_fmt(r.measured)} | {ci} | {r.expected.replace('|', '/')} | {departures_text(r)} | "
+                             f"{reason} |")
     tables = [r for r in records if r.id == "OOD-08" and r.verdict != SKIPPED and "table" in r.details]
     if tables:
         lines += ["", "## OOD tables (OOD-08)", ""]
