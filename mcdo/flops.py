@@ -33,7 +33,7 @@ def pass_flops(tower: nn.Module, image_size: int, device: str | torch.device | N
 
     device = device or next(tower.parameters()).device
     x = torch.zeros(1, 3, image_size, image_size, device=device)
-    counter = FlopCounterMode(display=False, custom_mapping=_extra_ops())
+    counter = FlopCounterMode(display=False, custom_mapping=attention_ops())
     # with gradients on: under no_grad nn.MultiheadAttention takes a fused kernel the counter does not know (CLIP
     # B-32 would count 5.9 instead of 8.7 GFLOP), and timm's towers fail the counter's module tracking
     with torch.enable_grad(), counter:
@@ -41,7 +41,7 @@ def pass_flops(tower: nn.Module, image_size: int, device: str | torch.device | N
     return int(counter.get_total_flops())
 
 
-def _extra_ops() -> dict:
+def attention_ops() -> dict:
     """Attention kernels the counter's registry lacks (the CPU's fused SDPA): counted as the two token-token
     products, as the registry counts the CUDA ones."""
     from torch.utils.flop_counter import sdpa_flop_count
@@ -83,3 +83,33 @@ def matmul_rate(dtype: torch.dtype = torch.float32, device: str | torch.device =
 def achieved(images_per_s: float, T: int, flops_per_pass: int) -> float:
     """FLOP/s a run achieved: every image's T passes at the full pass's cost."""
     return images_per_s * T * flops_per_pass
+
+
+def count_flops(fn, *args, **kwargs) -> tuple[int, object]:
+    """Floating-point operations of the matrix products and attention kernels ``fn(*args, **kwargs)`` runs (torch's
+    own flop formulas), and its result. A plain dispatch mode without FlopCounterMode's module tracking, so code
+    under ``no_grad`` through timm's towers can be counted. ``inference_mode`` hides every op from dispatch modes
+    (it would count 0), so it is refused."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("count_flops cannot see operations under torch.inference_mode (they would count as 0): "
+                           "count outside it, under torch.no_grad")
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    formulas = {**flop_registry, **{k: shape_wrapper(v) for k, v in attention_ops().items()}}
+
+    class _Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = formulas.get(func._overloadpacket)
+            if formula is not None:
+                _Count.total += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    with _Count():
+        result = fn(*args, **kwargs)
+    return _Count.total, result

@@ -116,3 +116,20 @@ def test_mcdo_bayes_command(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "none")]) == 2
     assert "labelled image folder" in capsys.readouterr().err
+
+
+def test_overhead_is_counted_in_operations_not_seconds():
+    """BVL-04's figure is an operation count (issue 20: a timed verdict depended on the machine's load): the
+    counter gives a matrix product's closed form 2nkm under no_grad, and refuses inference_mode (where it would
+    see nothing)."""
+    import torch
+
+    from mcdo.flops import count_flops
+
+    a, b = torch.randn(7, 5), torch.randn(5, 3)
+    with torch.no_grad():
+        n, out = count_flops(lambda: a @ b)
+    assert n == 2 * 7 * 5 * 3 and out.shape == (7, 3)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        count_flops(lambda: a @ b)
+    assert count_flops(lambda: (a @ b) @ torch.randn(3, 4))[0] == 2 * 7 * 5 * 3 + 2 * 7 * 3 * 4

@@ -62,22 +62,20 @@ def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch
     uncertainty-aware zero-shot inference over the same images, encoding included, class prompts encoded once
     outside both: a measure of the extra work that does not depend on the machine or its load."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..flops import count_flops
 
     classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
     cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
-    out = {}
-    for name in ("deterministic", "laplace"):
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            f = image_features(enc, evaluation.images, batch_size, device)
-            if name == "deterministic":
-                torch.softmax(bvlm.scale * torch.nn.functional.normalize(f.embeddings.double(), dim=-1) @ cls_n.T,
-                              dim=-1)
-            else:
-                bvlm.predict(f.to_cpu(), classes)
-        out[name] = int(counter.get_total_flops())
-    return out
+
+    def deterministic():
+        f = image_features(enc, evaluation.images, batch_size, device).embeddings.double()
+        return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
+
+    def laplace():
+        return bvlm.predict(image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+
+    return {name: count_flops(fn)[0] for name, fn in (("deterministic", deterministic), ("laplace", laplace))}
 
 
 def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: int = 7, batch_size: int = 256,

@@ -115,6 +115,11 @@ SOURCE: dict[str, dict] = {
 
 # declared departures: (claim, tier) or tier -> field -> why the configuration run differs from the source's
 DEPARTURES: dict[str | tuple[str, str], dict[str, str]] = {
+    "math": {
+        "n_images": "a simulation with a known answer, sized so that its CI decides the claim",
+        "trials": "a simulation with a known answer: as many trials as the identity needs",
+        "T": "a simulation of the 1/T law over several T",
+    },
     "proxy": {
         "model": "the proxy tier trains a matched CLIP-loss / SigLIP-loss pair here (no weights needed)",
         "data": "the embedded world (procedural shapes), not ImageNet",
