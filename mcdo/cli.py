@@ -103,8 +103,8 @@ def _ood(args: argparse.Namespace) -> int:
     from . import env, oodbench
     from .errors import MissingResource
     from .models import get_spec, load
-    from .ood import SCORES
-    from .verify.records import _jsonable
+    from .ood import OOD_SCORES
+    from .io import jsonable
 
     sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
     if args.use_sigmoid:  # the seed's flag: sigmoid MCM
@@ -112,7 +112,7 @@ def _ood(args: argparse.Namespace) -> int:
             print(f"mcdo ood: --use_sigmoid asks for sigmoid MCM, but --score {args.score} was given", file=sys.stderr)
             return 2
         args.score = "sigmoid"
-    scores = SCORES if args.score == "all" else (args.score,)
+    scores = OOD_SCORES if args.score == "all" else (args.score,)
     try:
         device = env.check_device(args.device, "--device") if args.device else env.device()
         env.cache_dir()
@@ -153,7 +153,7 @@ def _ood(args: argparse.Namespace) -> int:
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
                  temperature=res.temperature, commit=env.git_commit(), config=res.config)
             for sc, per in res.table().items() for name, metrics in per.items()]
-    (out / f"{stem}.jsonl").write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+    (out / f"{stem}.jsonl").write_text("".join(json.dumps(jsonable(r)) + "\n" for r in rows))
     (out / f"{stem}.md").write_text(f"# mcdo ood: {stem}\n\n{text}\n")
     print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
     return 0

@@ -6,7 +6,6 @@ be read is skipped and counted (``Features.failed``), never fatal.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import numpy as np
 import torch
 
 from . import env
-from .data.folders import ImageFiles, ImageList
+from .io import read_cache, save_npz_atomic
+from .data.folders import ImageFiles, ImageList, content_key
 from .models.encoder import Encoder
-from .zeroshot import fingerprint, image_transform
+from .zeroshot import model_cache_id, image_transform
 
 
 @dataclass
@@ -32,25 +32,16 @@ class Features:
 
 def _read_shard(path: Path) -> dict[str, np.ndarray] | None:
     """A finished shard, or None when there is none; one that cannot be read is named, removed and recomputed."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as z:
+    def load(p: Path) -> dict[str, np.ndarray]:
+        with np.load(p) as z:
             return {k: z[k] for k in ("features", "positions", "failed")}
-    except Exception as e:  # truncated, not a zip, a key missing
-        import warnings
 
-        warnings.warn(f"feature shard {path} cannot be read ({type(e).__name__}: {e}); recomputing it", stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
+    return read_cache(path, load, "feature shard")
 
 
 def _set_key(images: ImageList) -> str:
-    """Content key of a data set: relative paths and sizes of its files, and their labels."""
-    h = hashlib.sha1(images.name.encode())
-    for p, y in zip(images.paths, images.labels):
-        h.update(f"{p.relative_to(images.root)}|{p.stat().st_size}|{int(y)}\n".encode())
-    return hashlib.sha1(h.digest()).hexdigest()[:12]
+    """Content key of a data set: relative paths, labels and the bytes of its files (data.folders.content_key)."""
+    return content_key(images)
 
 
 def _autocast(device: str, precision: str):
@@ -69,7 +60,7 @@ def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, devic
     from tqdm.auto import tqdm
 
     tag = f"{precision}" + ("" if resize == "model" else f"-{resize}")
-    folder = env.cache_dir() / "features" / fingerprint(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{tag}"
+    folder = env.cache_dir() / "features" / model_cache_id(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{tag}"
     n = len(images)
     starts = list(range(0, n, shard))
     shards = {s: (_read_shard(folder / f"{s:08d}.npz") if cache else None) for s in starts}
@@ -113,6 +104,4 @@ def _encode_shard(enc, images, transform, positions: range, path: Path, batch_si
     dim = enc.spec.embed_dim
     arrays = dict(features=np.concatenate(feats) if feats else np.zeros((0, dim), np.float32),
                   positions=np.asarray(pos, np.int64), failed=np.asarray(bad, np.int64))
-    tmp = path.with_suffix(".tmp.npz")  # write then rename: a shard on disk is always complete
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    save_npz_atomic(path, arrays)  # a shard on disk is always complete

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logsumexp, softmax
 
-SCORES = ("softmax", "sigmoid", "energy", "max_logit")
+OOD_SCORES = ("softmax", "sigmoid", "energy", "max_logit")
 
 
 def softmax_mcm(cos: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -31,7 +31,7 @@ def max_logit(cos: np.ndarray, scale: float, bias: float = 0.0) -> np.ndarray:
     return (scale * np.asarray(cos, dtype=np.float64) + bias).max(axis=1)
 
 
-def score(name: str, cos: np.ndarray, scale: float, bias: float | None, temperature: float = 1.0) -> np.ndarray:
+def ood_score(name: str, cos: np.ndarray, scale: float, bias: float | None, temperature: float = 1.0) -> np.ndarray:
     """A score by name; ``sigmoid`` needs a bias (a softmax-trained model has none)."""
     if name == "softmax":
         return softmax_mcm(cos, temperature)
@@ -43,4 +43,4 @@ def score(name: str, cos: np.ndarray, scale: float, bias: float | None, temperat
         return energy(cos, scale, bias or 0.0)
     if name == "max_logit":
         return max_logit(cos, scale, bias or 0.0)
-    raise ValueError(f"unknown OOD score {name!r}; choose from {SCORES}")
+    raise ValueError(f"unknown OOD score {name!r}; choose from {OOD_SCORES}")

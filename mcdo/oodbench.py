@@ -16,7 +16,6 @@ from . import stats as S
 from .data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
 from .features import Features, image_features
 from .models.encoder import Encoder
-from .report import ood_table_markdown
 from .zeroshot import classifier, imagenet_classnames
 
 METRICS = ("auroc", "fpr95", "aupr")
@@ -125,7 +124,7 @@ def imagenet_accuracy(enc: Encoder, id_feats: Features, template_sets: tuple[str
             for t in template_sets}
 
 
-def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.SCORES,
+def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.OOD_SCORES,
                    temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
                    accuracy_templates: tuple[str, ...] = ("openai", "mcm"), convention: str = "seed") -> OODResult:
     """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here)."""
@@ -144,11 +143,11 @@ def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Featur
 
 
 def from_cosines(model: str, cos_id: np.ndarray, cos_ood: dict[str, np.ndarray], scale: float, bias: float | None,
-                 scores=ood.SCORES, temperature: float = 1.0) -> OODResult:
+                 scores=ood.OOD_SCORES, temperature: float = 1.0) -> OODResult:
     """Score ID and OOD cosines [N, K] to class texts; scores that need a bias are left out when there is none."""
     usable = [sc for sc in scores if not (sc == "sigmoid" and bias is None)]
-    id_scores = {sc: ood.score(sc, cos_id, scale, bias, temperature) for sc in usable}
-    ood_scores = {sc: {name: ood.score(sc, c, scale, bias, temperature) for name, c in cos_ood.items()}
+    id_scores = {sc: ood.ood_score(sc, cos_id, scale, bias, temperature) for sc in usable}
+    ood_scores = {sc: {name: ood.ood_score(sc, c, scale, bias, temperature) for name, c in cos_ood.items()}
                   for sc in usable}
     return OODResult(model, scale, bias, temperature, {}, int(cos_id.shape[0]), id_scores, ood_scores, {}, 0,
                      dict(softmax_temperature=temperature, skipped_scores=sorted(set(scores) - set(usable))))
@@ -159,7 +158,7 @@ def find_data(ood_sets: tuple[str, ...] = MOS_SETS, data_root=None) -> tuple[Ima
     return imagenet_val(data_root), {name: ood_set(name, data_root) for name in ood_sets}
 
 
-def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.SCORES, data_root=None,
+def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORES, data_root=None,
         batch_size: int = 256, device: str = "cpu", workers: int = 0, precision: str = "fp32",
         temperature: float | str = 1.0, progress: bool = True,
         accuracy_templates: tuple[str, ...] = ("openai", "mcm"),
@@ -189,6 +188,19 @@ def sigmoid_rank_note(table: dict) -> str:
     return (f"sigmoid MCM mean AUROC {a:.4f} {same} max-logit's {b:.4f}: sigmoid is increasing, so sigmoid MCM orders "
             "images exactly as the maximum cosine does and the learned bias and scale cannot move a rank-based figure; "
             "the sigmoid-softmax gap is the maximum cosine against softmax MCM")
+
+
+def ood_table_markdown(table: dict) -> str:
+    """score -> set -> metrics as one markdown table: a row per OOD set (and the mean), AUROC and FPR95 in %."""
+    scores = list(table)
+    sets = list(dict.fromkeys(name for per in table.values() for name in per))
+    sets = [s for s in sets if s != "mean"] + (["mean"] if "mean" in sets else [])
+    lines = ["| OOD set | " + " | ".join(f"{sc} AUROC | {sc} FPR95" for sc in scores) + " |",
+             "|" + " --- |" * (1 + 2 * len(scores))]
+    for name in sets:
+        lines.append(f"| {name} | " + " | ".join(f"{100 * table[sc][name]['auroc']:.2f} | {100 * table[sc][name]['fpr95']:.2f}"
+                                                 for sc in scores) + " |")
+    return "\n".join(lines)
 
 
 def format_table(res: OODResult) -> str:

@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .io import write_texts_atomic
+from .oodbench import ood_table_markdown
 from .verify import catalog
 from .verify.records import SKIPPED, Record
 
@@ -48,19 +50,6 @@ def coverage(records: list[Record], tiers: tuple[str, ...] = catalog.TIERS) -> d
     return out
 
 
-def ood_table_markdown(table: dict) -> str:
-    """score -> set -> metrics as one markdown table: a row per OOD set (and the mean), AUROC and FPR95 in %."""
-    scores = list(table)
-    sets = list(dict.fromkeys(name for per in table.values() for name in per))
-    sets = [s for s in sets if s != "mean"] + (["mean"] if "mean" in sets else [])
-    lines = ["| OOD set | " + " | ".join(f"{sc} AUROC | {sc} FPR95" for sc in scores) + " |",
-             "|" + " --- |" * (1 + 2 * len(scores))]
-    for name in sets:
-        lines.append(f"| {name} | " + " | ".join(f"{100 * table[sc][name]['auroc']:.2f} | {100 * table[sc][name]['fpr95']:.2f}"
-                                                 for sc in scores) + " |")
-    return "\n".join(lines)
-
-
 def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s: float | None = None,
              notes: list[str] = ()) -> str:
     """One table grouped by seed, a coverage line per tier, verdict counts, and figures."""
@@ -94,7 +83,8 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
                 ci = f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]" if r.ci else ""
                 reason = r.reason.replace("|", "/").replace("\n", " ")
                 T, K, N = (_cell(r.config.get(k)) for k in ("T", "trials", "n_images"))
-                lines.append(f"| {r.id} | {r.tier} | {r.model} | {T} | {K} | {N} | {_MARK[r.verdict]} | "
+                model = f"{r.model} ({r.variant})" if r.variant else r.model
+                lines.append(f"| {r.id} | {r.tier} | {model} | {T} | {K} | {N} | {_MARK[r.verdict]} | "
                              f"{_fmt(r.measured)} | {ci} | {r.expected.replace('|', '/')} | {departures_text(r)} | "
                              f"{reason} |")
     tables = [r for r in records if r.id == "OOD-08" and r.verdict != SKIPPED and "table" in r.details]
@@ -138,8 +128,6 @@ def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] =
 
     All three are written to temporary files first and renamed into place only when all three are complete,
     so an interrupted write leaves the previous report whole (never a mix of old and new files)."""
-    import os
-
     out_dir.mkdir(parents=True, exist_ok=True)
     dicts = [r.as_dict() for r in records]
     paths = {"json": out_dir / "claims.json", "jsonl": out_dir / "claims.jsonl", "md": out_dir / "claims.md"}
@@ -148,14 +136,6 @@ def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] =
     texts = {"json": json.dumps(payload, indent=1, ensure_ascii=False),
              "jsonl": "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts),
              "md": markdown(records, figures, wall_s, notes)}
-    tmp = {k: p.with_name(f".{p.name}.tmp{os.getpid()}") for k, p in paths.items()}
-    try:
-        for k, text in texts.items():
-            tmp[k].write_text(text)
-    except BaseException:
-        for t in tmp.values():
-            t.unlink(missing_ok=True)
-        raise
-    for k in ("jsonl", "md", "json"):  # claims.json last: it is what a partial run merges into
-        os.replace(tmp[k], paths[k])
+    write_texts_atomic({paths[k]: texts[k] for k in paths}, last=paths["json"])  # claims.json last: it is what
+    # a partial run merges into
     return paths

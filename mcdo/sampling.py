@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .io import read_cache, save_npz_atomic
 from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
 from .fastpath import CLIPViTRunner, supports
 from .masks import image_keys, row_keys
@@ -154,19 +154,17 @@ def expected_size(tower: nn.Module) -> tuple[int, int] | None:
     return (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
 
 
+def _read_batch(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        part = {k: z[k] for k in z.files}
+    if not {"mean_pre", "var_pre", "mean_post", "var_post"} <= set(part):
+        raise KeyError(f"keys {sorted(part)}")
+    return part
+
+
 def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
     """A cached batch, or None (with a warning naming it) when the file cannot be read: it is recomputed."""
-    try:
-        with np.load(path) as z:
-            part = {k: z[k] for k in z.files}
-        if not {"mean_pre", "var_pre", "mean_post", "var_post"} <= set(part):
-            raise KeyError(f"keys {sorted(part)}")
-        return part
-    except Exception as e:  # truncated, not a zip, missing keys
-        import warnings
-
-        warnings.warn(f"cached MC batch {path} cannot be read ({type(e).__name__}: {e}); recomputing it", stacklevel=3)
-        return None
+    return read_cache(path, _read_batch, "cached MC batch")
 
 
 def _chunking(tower, runner, ctl, images, T, batch_size, max_rows) -> tuple[int, int, str]:
@@ -249,13 +247,6 @@ class _Collector:
         return {k: np.concatenate([p_[k] for p_ in self.parts]) for k in self.parts[0]}
 
 
-def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
 def mc_sample(
     tower: nn.Module,
     images: torch.Tensor | Iterable[torch.Tensor],
@@ -317,7 +308,7 @@ def mc_sample(
                     continue
             part = _run_batch(runner, ctl, batch.to(device), T, max_rows, seed, keep_samples)
             if path is not None:
-                _save_atomic(path, part)
+                save_npz_atomic(path, part)
             parts.add(part)
     finally:
         if own:

@@ -6,7 +6,7 @@ import numpy as np
 from . import stats as S
 from .sampling import MCResult
 
-SCORES = ("trace_pre", "trace_post", "angular_var", "top_eigenvalue", "effective_rank", "participation_ratio",
+UNCERTAINTY_SCORES = ("trace_pre", "trace_post", "angular_var", "top_eigenvalue", "effective_rank", "participation_ratio",
           "centroid_distance")
 
 
@@ -63,7 +63,7 @@ def centroid_distance(r: MCResult) -> np.ndarray:
 
 
 def score(r: MCResult, name: str) -> np.ndarray:
-    """A score by name (see ``SCORES``)."""
-    if name not in SCORES:
-        raise ValueError(f"unknown score {name!r}; choose from {SCORES}")
+    """A score by name (see ``UNCERTAINTY_SCORES``)."""
+    if name not in UNCERTAINTY_SCORES:
+        raise ValueError(f"unknown score {name!r}; choose from {UNCERTAINTY_SCORES}")
     return globals()[name](r)

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 
 from . import stats as S
+from .io import write_text_atomic
 
 WORLD = "world"
 
@@ -113,10 +113,10 @@ def _images(data: str, enc, n_images: int):
         return normalise_images(world.generate(n_images, seed=7).images)
     from PIL import Image
 
-    from .bayes.data import labelled_folder
+    from .data.folders import class_folder
     from .zeroshot import image_transform
 
-    lab = labelled_folder(data)
+    lab = class_folder(data)
     t, out = image_transform(enc), []
     for p in lab.images.paths:
         if len(out) == n_images:
@@ -130,26 +130,20 @@ def _images(data: str, enc, n_images: int):
 
 def run_cell(cell: Cell, out: Path, trials: int, n_images: int, seed: int = 0, random_weights: bool = False) -> dict:
     """Run one cell and write its result file; returns the result."""
-    from . import env, scores
-    from .sampling import mc_sample
-    from .stats import reliability
-    from .zeroshot import fingerprint
+    from . import env
+    from .reliability import run_trials
+    from .zeroshot import model_cache_id
 
     enc = _encoder(cell.model, random_weights, seed)
     x = _inputs(cell.model, random_weights, seed, cell.data, n_images)
-    traces = np.stack([scores.trace_pre(mc_sample(enc.vision_tower, x, T=cell.T, p=cell.p, mode=cell.mode,
-                                                  seed=1000 * seed + k, progress=False, model_name=fingerprint(enc),
-                                                  cache_dir=env.cache_dir() / "samples"))
-                       for k in range(trials)])
-    gate = reliability.reliability_gate(traces)
+    traces = run_trials(enc.vision_tower, x, [1000 * seed + k for k in range(trials)], T=cell.T, p=cell.p,
+                        mode=cell.mode, progress=False, model_name=model_cache_id(enc),
+                        cache_dir=env.cache_dir() / "samples").traces
+    gate = S.reliability_gate(traces)
     result = dict(cell=asdict(cell), id=cell.id, trials=trials, n_images=int(x.shape[0]), seed=seed,
                   random_weights=random_weights, gate=gate.as_dict(), mean_trace=float(traces.mean()),
                   traces=traces.tolist())
-    path = out / "cells" / f"{cell.id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(out / "cells" / f"{cell.id}.json", json.dumps(result) + "\n")
     return result
 
 

@@ -2,19 +2,19 @@
 
 A classifier is the L2-normalised mean over prompt templates of the normalised text embeddings of each
 class name (CLIP's prompt ensembling); its logits are ``scale * cos + bias`` with the model's own
-``logit_scale`` and, for SigLIP, ``logit_bias``. Class embeddings are cached per model fingerprint,
+``logit_scale`` and, for SigLIP, ``logit_bias``. Class embeddings are cached per model (``model_cache_id``),
 class list and template set, so they are computed once.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import env
+from .io import read_cache, save_npy_atomic
 from .models.encoder import Encoder
 
 # "mcm": the OOD seed's single prompt (with a period); "photo": the MCM paper's code and the MC-dropout seed's
@@ -41,19 +41,13 @@ def imagenet_classnames() -> list[str]:
     return list(z.IMAGENET_CLASSNAMES)
 
 
-def fingerprint(enc: Encoder) -> str:
-    """A short id of the model's weights: name, backend and a hash of a strided sample of every parameter.
+def model_cache_id(enc: Encoder) -> str:
+    """The name under which an encoder's features and text embeddings are cached: its registry name and a hash of
+    all its weights (``sampling.weights_fingerprint``, the sampler's own key, memoised per model), so any edit of
+    any weight keys a new cache; two encoders with the same weights share it."""
+    from .sampling import weights_fingerprint
 
-    Two encoders with the same weights share caches; random-weight builds with other seeds do not.
-    """
-    h = hashlib.sha1(f"{enc.spec.name}|{enc.backend}".encode())
-    with torch.no_grad():
-        for name, p in enc.model.named_parameters():
-            flat = p.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 256)].float().cpu().numpy()
-            h.update(name.encode())
-            h.update(np.round(sample, 6).tobytes())
-    return f"{enc.spec.name}-{h.hexdigest()[:12]}"
+    return f"{enc.spec.name}-{weights_fingerprint(enc.model)[:12]}"
 
 
 def image_transform(enc: Encoder, resize: str = "model"):
@@ -90,7 +84,7 @@ def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "m
     is named and recomputed."""
     temps = templates(template_set)
     key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
-    path = env.cache_dir() / "text" / fingerprint(enc) / f"{template_set}-{key}.npy"
+    path = env.cache_dir() / "text" / model_cache_id(enc) / f"{template_set}-{key}.npy"
     if cache and path.is_file():
         emb = _read_npy(path)
         if emb is not None and emb.shape[0] == len(classnames):
@@ -129,23 +123,12 @@ def _encode_classes(enc: Encoder, names: list[str], temps: tuple[str, ...], devi
 
 
 def _read_npy(path) -> np.ndarray | None:
-    try:
-        return np.load(path)
-    except Exception as e:  # truncated or not an array file
-        import warnings
-
-        warnings.warn(f"cached text embeddings {path} cannot be read ({type(e).__name__}: {e}); recomputing them",
-                      stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
+    return read_cache(path, lambda p: np.load(p, allow_pickle=False), "cached text embeddings")
 
 
 def _save_npy(path, arr: np.ndarray) -> None:
     """Write then rename: a file on disk is always complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
+    save_npy_atomic(path, arr)
 
 
 def _normalisation(enc: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:

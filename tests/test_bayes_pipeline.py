@@ -77,10 +77,10 @@ def test_bvl_gpu_evaluators_with_stand_ins(tmp_path, monkeypatch):
         # direct computation: deterministic softmax of scaled cosines from the encoder itself
         enc = ctx.memo[next(k for k in ctx.memo if k.startswith(f"model/{model}/"))]
         ev = labelled_folder(root / "food-101")
-        from mcdo.bayes.data import image_features, text_features
+        from mcdo.bayes.data import projection_image_features, projection_text_features
 
-        f = torch.nn.functional.normalize(image_features(enc, ev.images).embeddings.double(), dim=-1)
-        t = torch.nn.functional.normalize(text_features(enc, [f"a photo of a {c}." for c in ev.classnames])
+        f = torch.nn.functional.normalize(projection_image_features(enc, ev.images).embeddings.double(), dim=-1)
+        t = torch.nn.functional.normalize(projection_text_features(enc, [f"a photo of a {c}." for c in ev.classnames])
                                           .embeddings.double(), dim=-1)
         det = torch.softmax(enc.logit_scale * f @ t.T, -1).numpy()
         np.testing.assert_allclose(cal.prediction.deterministic.numpy(), det, atol=1e-6)

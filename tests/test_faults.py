@@ -69,7 +69,7 @@ def test_a_figure_that_fails_is_a_line_in_the_report(tmp_path, monkeypatch):
     def broken(out):
         raise np.exceptions.AxisError("injected")
 
-    monkeypatch.setattr(figures, "_reliability_vs_T", broken)
+    monkeypatch.setattr(figures, "reliability_vs_T", broken)
     got, notes = figures.make_figures([], None, tmp_path)
     assert any("injected" in n and "reliability" in n for n in notes)
 

@@ -70,7 +70,7 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
 
     from mcdo import scores
     from mcdo.sampling import mc_sample
-    from mcdo.verify.mcd.gpu import GPU
+    from mcdo.verify.mcd.gpu import GPU, MODELS
 
     monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
@@ -88,8 +88,8 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
         rhos = [spearmanr(x[i], x[j]).statistic for i in range(10) for j in range(i + 1, 10)]
         assert recs[snr_id][0].measured == pytest.approx(snr)
         assert recs[rho_id][0].measured == pytest.approx(np.median(rhos))
-        assert recs[snr_id][0].model == key and recs[snr_id][0].config["T"] == 64
-    gate = {r.model: r for r in recs["MCD-07"]}
+        assert recs[snr_id][0].model == MODELS[key] and recs[snr_id][0].config["T"] == 64  # the registry's name
+    gate = {key: r for key in MODELS for r in recs["MCD-07"] if r.model == MODELS[key]}
     assert set(gate) == {"clip_b32", "siglip2_b16"} and all(r.verdict != SKIPPED for r in gate.values())
 
     # MCD-11..13 from the same pass, MCD-08 and MCD-18 in the recorded investigation's configuration, against
@@ -156,8 +156,8 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
     assert r10.config["n_images"] + r10.config["unreadable"] == 4 and "up to 1 each" in r10.config["images"]
 
     # MCD-07: the gate's three figures of each model against naive formulas
-    for r in gate.values():
-        t = ctx.memo[f"mcd-gpu/{r.model}"]["trials"]
+    for key, r in gate.items():
+        t = ctx.memo[f"mcd-gpu/{key}"]["trials"]
         k = t.shape[0]
         msb = k * t.mean(0).var(ddof=1)  # one-way ANOVA: images are the groups, trials the repeats
         msw = ((t - t.mean(0)) ** 2).sum() / (t.shape[1] * (k - 1))

@@ -21,7 +21,7 @@ from mcdo.features import image_features
 from mcdo.testing import random_encoder, write_image
 from mcdo.verify import engine
 from mcdo.verify.records import INCONCLUSIVE, SKIPPED
-from mcdo.zeroshot import fingerprint, imagenet_classnames
+from mcdo.zeroshot import model_cache_id, imagenet_classnames
 
 pytestmark = [pytest.mark.arch, pytest.mark.usefixtures("isolated_cache")]  # data_root: tests/conftest.py
 
@@ -205,7 +205,7 @@ def test_rescoring_reads_the_cache_and_an_interrupted_pass_resumes(data_root, tm
 
 def test_cache_is_keyed_by_weights():
     a, b, a2 = random_encoder("tiny-clip", 0), random_encoder("tiny-clip", 1), random_encoder("tiny-clip", 0)
-    assert fingerprint(a) == fingerprint(a2) != fingerprint(b)
+    assert model_cache_id(a) == model_cache_id(a2) != model_cache_id(b)
 
 
 # ---------------------------------------------------------------- gpu-tier evaluators and the command

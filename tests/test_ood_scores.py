@@ -30,9 +30,9 @@ def test_scores_by_hand():
     assert ood.energy(cos, 10.0)[0] == pytest.approx(np.log(np.exp(10 * cos).sum()))
     assert ood.max_logit(cos, 10.0, -1.0)[0] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="logit_bias"):
-        ood.score("sigmoid", cos, 10.0, None)
+        ood.ood_score("sigmoid", cos, 10.0, None)
     with pytest.raises(ValueError, match="unknown OOD score"):
-        ood.score("msp", cos, 10.0, None)
+        ood.ood_score("msp", cos, 10.0, None)
 
 
 @given(st.integers(0, 2**16), st.floats(1.0, 20.0), st.floats(-10.0, 0.0))

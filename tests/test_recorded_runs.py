@@ -8,7 +8,8 @@ import pytest
 from mcdo.data import recorded as R
 from mcdo.testing import make_recorded_run
 from mcdo.verify import engine
-from mcdo.verify.mcd.recorded import gate_prediction, pooled_spearman, predicted_figures
+from mcdo.stats import pooled_spearman
+from mcdo.verify.mcd.recorded import gate_prediction, predicted_figures
 from mcdo.verify.records import INCONCLUSIVE, REPRODUCED, SKIPPED
 
 pytestmark = pytest.mark.math
@@ -26,7 +27,9 @@ def run(tmp_path, monkeypatch):
 
 
 def _by_model(claim_id: str) -> dict:
-    return {r.model: r for r in engine.evaluate(claim_id, "recorded", engine.Context(n_boot=200, progress=False))}
+    """Records by recorded folder (a record names the model by its registry name, the folder as its variant)."""
+    return {r.variant.removeprefix("recorded folder "): r
+            for r in engine.evaluate(claim_id, "recorded", engine.Context(n_boot=200, progress=False))}
 
 
 def test_models_and_T_are_discovered(run):
@@ -164,7 +167,7 @@ def test_a_run_without_the_sources_T_is_skipped_or_judged_at_its_own_when_asked(
         for r in _by_model(claim).values():
             assert r.verdict == SKIPPED and "no T = 64" in r.reason or "no T = 16, 64" in r.reason, r.reason
     ctx = engine.Context(n_boot=200, progress=False, recorded_own_T=True)
-    gate = {r.model: r for r in engine.evaluate("MCD-07", "recorded", ctx)}
+    gate = {r.variant.removeprefix("recorded folder "): r for r in engine.evaluate("MCD-07", "recorded", ctx)}
     assert gate["siglip_b16"].config["T"] == 32 and gate["siglip_b16"].verdict == REPRODUCED
     assert "own largest T = 32" in gate["siglip_b16"].departures["T"]["reason"]
 

@@ -9,25 +9,25 @@ from scipy import stats as sps
 from sklearn.metrics import average_precision_score
 
 from mcdo.errors import MissingData
-from mcdo.signatures import broden, stats
+from mcdo.signatures import broden, measures
 
 
 def test_kurtosis_matches_scipy_on_both_axes():
     a = np.random.default_rng(0).standard_t(5, size=(40, 30))
-    np.testing.assert_allclose(stats.kurtosis(a, "vector"), sps.kurtosis(a, axis=1, fisher=False, bias=True), rtol=1e-12)
-    np.testing.assert_allclose(stats.kurtosis(a, "dimension"), sps.kurtosis(a, axis=0, fisher=False, bias=True),
+    np.testing.assert_allclose(measures.activation_kurtosis(a, "vector"), sps.kurtosis(a, axis=1, fisher=False, bias=True), rtol=1e-12)
+    np.testing.assert_allclose(measures.activation_kurtosis(a, "dimension"), sps.kurtosis(a, axis=0, fisher=False, bias=True),
                                rtol=1e-12)
     with pytest.raises(ValueError, match="axis"):
-        stats.kurtosis(a, "image")
+        measures.activation_kurtosis(a, "image")
 
 
 def test_kurtosis_known_values():
     rng = np.random.default_rng(1)
-    assert abs(stats.kurtosis(rng.normal(size=(200, 4096))).mean() - 3.0) < 0.05  # Gaussian vectors: 3
+    assert abs(measures.activation_kurtosis(rng.normal(size=(200, 4096))).mean() - 3.0) < 0.05  # Gaussian vectors: 3
     d = 512
     spike = np.zeros((1, d))
     spike[0, 7] = 1.0  # one component, the rest 0: kurtosis (d^2 - 3d + 3) / (d - 1), ~d
-    assert stats.kurtosis(spike)[0] == pytest.approx((d * d - 3 * d + 3) / (d - 1), rel=1e-12)
+    assert measures.activation_kurtosis(spike)[0] == pytest.approx((d * d - 3 * d + 3) / (d - 1), rel=1e-12)
 
 
 def test_outlier_profile_finds_planted_dimensions():
@@ -35,7 +35,7 @@ def test_outlier_profile_finds_planted_dimensions():
     a = rng.normal(size=(300, 64))
     a[:, 5] *= 500.0
     a[:, 40] *= 40.0
-    p = stats.outlier_profile(a, threshold=10.0)
+    p = measures.outlier_profile(a, threshold=10.0)
     naive = np.array([np.mean([abs(a[i, j]) for i in range(a.shape[0])]) for j in range(a.shape[1])])
     np.testing.assert_allclose(p.mean_abs, naive, rtol=1e-12)
     assert p.ratio == pytest.approx(naive.max() / np.median(naive))
@@ -45,13 +45,13 @@ def test_outlier_profile_finds_planted_dimensions():
 def test_head_directions_importance_is_the_naive_loop():
     rng = np.random.default_rng(3)
     w, h = rng.normal(size=(12, 20)), rng.normal(size=(50, 20))
-    d = stats.head_directions(w, h)
+    d = measures.head_directions(w, h)
     _, s, vt = np.linalg.svd(w, full_matrices=False)
     naive = np.array([s[i] * np.mean([abs(vt[i] @ x) for x in h]) for i in range(len(s))])
     np.testing.assert_allclose(np.sort(d.importance)[::-1], np.sort(naive / naive.sum())[::-1], rtol=1e-10)
     assert np.all(np.diff(d.importance) <= 0) and d.importance.sum() == pytest.approx(1.0)
     # keeping every direction of the row space gives the full head's logits
-    np.testing.assert_allclose(stats.pruned_logits(w, h, d, len(s)), h @ w.T, atol=1e-10)
+    np.testing.assert_allclose(measures.pruned_logits(w, h, d, len(s)), h @ w.T, atol=1e-10)
 
 
 def test_pruning_keeps_accuracy_when_one_direction_carries_the_classes():
@@ -62,11 +62,11 @@ def test_pruning_keeps_accuracy_when_one_direction_carries_the_classes():
     centres = np.linspace(-3, 3, k)
     acts = 0.01 * rng.normal(size=(n, dim)) + np.outer(centres[labels], u[:, 0]) + 0.5 * rng.normal(size=(n, 1)) * u[:, 1]
     head = np.outer(centres, u[:, 0]) - 0.5 * np.outer(centres**2, np.ones(dim) / dim) + 1e-3 * rng.normal(size=(k, dim))
-    curve = stats.pruning_curve(head, acts, labels, (0.05, 1.0))
+    curve = measures.pruning_curve(head, acts, labels, (0.05, 1.0))
     assert curve[0.05].mean() >= curve[1.0].mean() - 0.01
-    assert stats.kept_directions(0.2, 64) == 13 and stats.kept_directions(0.01, 10) == 1
+    assert measures.kept_directions(0.2, 64) == 13 and measures.kept_directions(0.01, 10) == 1
     with pytest.raises(ValueError):
-        stats.kept_directions(0.0, 10)
+        measures.kept_directions(0.0, 10)
 
 
 @settings(max_examples=30, deadline=None)
@@ -76,7 +76,7 @@ def test_average_precision_matches_sklearn(n, c, seed):
     scores = rng.normal(size=n)  # continuous: no ties
     y = rng.random((n, c)) < 0.4
     y[0] = True
-    ap = stats.average_precision(scores, y)
+    ap = measures.average_precision(scores, y)
     for j in range(c):
         assert ap[j] == pytest.approx(average_precision_score(y[:, j], scores), rel=1e-12)
 
@@ -90,13 +90,13 @@ def test_concepts_count_planted_detectors_either_sign():
     acts = rng.normal(size=(n, 6))
     acts[:, 0] += 5 * present[:, 0]  # dimension 0 detects concept a
     acts[:, 2] -= 5 * present[:, 1]  # dimension 2 detects concept b with the opposite sign
-    c = stats.concepts(acts, present, ["a", "b", "c", "rare"], threshold=0.9, min_positives=10)
+    c = measures.concepts(acts, present, ["a", "b", "c", "rare"], threshold=0.9, min_positives=10)
     assert c.names == ["a", "b", "c"]
     assert c.unique == 2 and c.detected[0, 0] and c.detected[2, 1] and not c.detected[:, 2].any()
     assert list(c.per_direction()) == [1, 0, 1, 0, 0, 0]
     # along a rotated basis the same concepts are found through the rotation's rows
     basis = np.eye(6)[[2, 0]]
-    assert stats.concepts(acts, present, ["a", "b", "c", "rare"], basis=basis).unique == 2
+    assert measures.concepts(acts, present, ["a", "b", "c", "rare"], basis=basis).unique == 2
 
 
 def test_broden_layout_is_read_with_masks_and_image_level_labels(tmp_path):

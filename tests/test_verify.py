@@ -172,15 +172,13 @@ def test_recorded_reader_on_a_synthetic_folder(tmp_path, monkeypatch, rng):
 def test_snr_prediction_follows_a_simulated_one_over_T_law(rng):
     """Trial noise variance c/T with fixed image signal: the predictor recovers SNR at 4x the passes."""
     from mcdo import stats as S
-    from mcdo.verify.mcd.recorded import passes_needed, predicted_snr
-
     n, k, sig, c = 3000, 10, 1.0, 8.0
     truth = rng.normal(scale=sig, size=n)
     short = truth[None, :] + rng.normal(scale=np.sqrt(c / 16), size=(k, n))
     long = truth[None, :] + rng.normal(scale=np.sqrt(c / 64), size=(k, n))
-    assert predicted_snr(short, 16, 64) == pytest.approx(S.snr(long), rel=0.08)
+    assert S.predicted_snr(S.snr(short), 16, k, 64) == pytest.approx(S.snr(long), rel=0.08)
     # bias-corrected SNR per pass is sig^2 / c: ICC 0.75 needs SNRc = 3 -> T = 3 c / sig^2 = 24
-    assert passes_needed(short, 16)["icc"] == pytest.approx(24, rel=0.1)
+    assert S.passes_needed(S.snr(short), 16, k)["icc"] == pytest.approx(24, rel=0.1)
 
 
 def test_each_evaluator_lives_in_its_family_and_tier_module():

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
     from ..models import get_spec, load
-    from ..verify.records import _jsonable
+    from ..io import jsonable
     from . import metrics, pipeline
     from .figures import reliability_diagram
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     figure = reliability_diagram(cal.prediction.deterministic.numpy(), cal.prediction.probs.numpy(), cal.labels,
                                  out / f"{stem}-reliability.png", title=f"{cal.model}: deterministic vs Laplace")
     record = dict(model=cal.model, comparison=cal.comparison, config=cal.config, commit=env.git_commit())
-    (out / f"{stem}.json").write_text(json.dumps(_jsonable(record), indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
     (out / f"{stem}.md").write_text(f"# mcdo bayes: {stem}\n\n{text}\n\n![reliability]({figure.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {figure}")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.folders import IMAGE_SUFFIXES, ImageList, _images_under
+from ..data.folders import ImageList, class_folder, content_key
 from ..errors import MissingData
 from ..models.heads import ProjectionFeatures
 from .model import collect, text_batches
@@ -49,8 +49,8 @@ class Pairs:
 
 def _key(name: str, images, captions=None) -> str:
     h = hashlib.sha256(name.encode())
-    if isinstance(images, ImageList):
-        h.update("\n".join(str(p) for p in images.paths).encode())
+    if isinstance(images, ImageList):  # by content: an image replaced under the same name keys new factors
+        h.update(content_key(images).encode())
     else:
         h.update(np.ascontiguousarray(images).tobytes())
     if captions is not None:
@@ -91,27 +91,10 @@ WORLD_PROMPTS = {"colour": "a photo of a {} shape", "background": "a shape on a 
 
 
 def labelled_folder(path: Path | str) -> Labelled:
-    """A labelled image folder (class sub-folders, or Food-101's layout with its test split)."""
-    root = Path(path).expanduser()
-    base = root / "images" if (root / "images").is_dir() else root
-    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if base.is_dir() else []
-    if not classes:
-        raise MissingData(f"labelled image folder {root} (no class sub-folders with images)",
-                          f"put one folder per class under {root} (or Food-101 as extracted: {root}/images/<class>/)")
-    split = root / "meta" / "test.txt"
-    if split.is_file():  # Food-101: keep the official test split
-        rels = [ln.strip() for ln in split.read_text().splitlines() if ln.strip()]
-        paths = [base / f"{r}.jpg" for r in rels]
-        paths = [p for p in paths if p.is_file()]
-    else:
-        paths = [p for c in classes for p in _images_under(base / c)]
-    if not paths:
-        raise MissingData(f"images in {root}", f"no {'/'.join(IMAGE_SUFFIXES)} files under the class folders")
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[p.relative_to(base).parts[0]] for p in paths], dtype=np.int64)
-    return Labelled(root.name, ImageList(root.name, base, tuple(paths), labels, "class folders"), labels,
-                    [c.replace("_", " ") for c in classes])
+    """A labelled image folder (class sub-folders, or Food-101's layout with its test split): data.folders reads
+    it, this wraps it for the Laplace."""
+    f = class_folder(path)
+    return Labelled(f.images.name, f.images, f.images.labels, f.classnames)
 
 
 def pairs_folder(path: Path | str) -> Pairs:
@@ -131,7 +114,7 @@ def pairs_folder(path: Path | str) -> Pairs:
     return Pairs(lab.name, lab.images, [CAPTION_TEMPLATE.format(lab.classnames[y]) for y in lab.labels])
 
 
-def image_features(enc, images, batch_size: int = 256, device: str = "cpu", workers: int = 0,
+def projection_image_features(enc, images, batch_size: int = 256, device: str = "cpu", workers: int = 0,
                    progress: bool = False) -> ProjectionFeatures:
     """Projection features of world arrays or image files (unreadable files are an error naming them)."""
     if not isinstance(images, ImageList):
@@ -162,5 +145,5 @@ def image_features(enc, images, batch_size: int = 256, device: str = "cpu", work
     return feats
 
 
-def text_features(enc, texts: list[str], batch_size: int = 256, device: str = "cpu") -> ProjectionFeatures:
+def projection_text_features(enc, texts: list[str], batch_size: int = 256, device: str = "cpu") -> ProjectionFeatures:
     return collect(enc, "text", (t.to(device) for t in text_batches(enc, texts, batch_size)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,6 +21,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..models.heads import ProjectionFeatures, projection_features, projection_weight
+from ..io import read_cache, torch_save_atomic
 from . import kfac
 from .laplace import KFACPosterior
 from .probcosine import cosine_moments_eigen, logit_moments, probit_probs
@@ -142,16 +142,17 @@ def factors_cached(encoder, data_key: str, compute: Callable[[], tuple[kfac.Fact
     folder = Path(cache_dir) if cache_dir else env.cache_dir() / "bayes"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{encoder.spec.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-    if path.is_file():
-        try:
-            d = torch.load(path, weights_only=True)
-            if d.get("key") == key:
-                return (kfac.Factors(d["A_img"], d["B_img"], int(d["n_img"])),
-                        kfac.Factors(d["A_txt"], d["B_txt"], int(d["n_txt"])))
-        except Exception:  # a damaged cache file is recomputed
-            pass
+    def load(p: Path):
+        d = torch.load(p, weights_only=True)
+        if d.get("key") != key:
+            raise KeyError("the file holds factors for another key (a hash collision or an edited file)")
+        return (kfac.Factors(d["A_img"], d["B_img"], int(d["n_img"])),
+                kfac.Factors(d["A_txt"], d["B_txt"], int(d["n_txt"])))
+
+    cached = read_cache(path, load, "cached Laplace factors")
+    if cached is not None:
+        return cached
     img, txt = compute()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(dict(key=key, A_img=img.A, B_img=img.B, n_img=img.n, A_txt=txt.A, B_txt=txt.B, n_txt=txt.n), tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(path, dict(key=key, A_img=img.A, B_img=img.B, n_img=img.n, A_txt=txt.A, B_txt=txt.B,
+                                 n_txt=txt.n))
     return img, txt

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics
-from .data import Labelled, Pairs, image_features, text_features
+from .data import Labelled, Pairs, projection_image_features, projection_text_features
 from .model import BayesVLM, Prediction, factors, factors_cached
 
 
@@ -29,8 +29,8 @@ def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float
     """BayesVLM for ``enc`` from the Hessian pairs; the factors come from the cache when these weights, pairs
     and settings were seen before."""
     def compute():
-        img = image_features(enc, hessian.images, batch_size, device, progress=progress)
-        txt = text_features(enc, hessian.captions, batch_size, device)
+        img = projection_image_features(enc, hessian.images, batch_size, device, progress=progress)
+        txt = projection_text_features(enc, hessian.captions, batch_size, device)
         return factors(enc, img.to_cpu(), txt.to_cpu(), class_batch)
 
     img, txt = factors_cached(enc, hessian.key(), compute, class_batch)
@@ -45,8 +45,8 @@ def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batc
               batch_size: int = 256, device: str = "cpu", progress: bool = False) -> Calibration:
     """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class."""
     bvlm = fit(enc, hessian, class_batch, pseudo_count, prior_precision, batch_size, device, progress)
-    feats = image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
-    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    feats = projection_image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
+    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
     pred = bvlm.predict(feats, classes, covariance)
     comp = metrics.compare(pred.deterministic.numpy(), pred.probs.numpy(), evaluation.labels, bins, n_boot, seed)
     config = dict(bvlm.config, model=enc.spec.name, backend=enc.backend, evaluation=evaluation.name,
@@ -65,15 +65,15 @@ def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch
 
     from ..flops import count_flops
 
-    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
     cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
 
     def deterministic():
-        f = image_features(enc, evaluation.images, batch_size, device).embeddings.double()
+        f = projection_image_features(enc, evaluation.images, batch_size, device).embeddings.double()
         return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
 
     def laplace():
-        return bvlm.predict(image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+        return bvlm.predict(projection_image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
 
     return {name: count_flops(fn)[0] for name, fn in (("deterministic", deterministic), ("laplace", laplace))}
 
@@ -84,15 +84,15 @@ def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: in
     included, class prompts encoded once outside both), alternated ``repeats`` times after a warm-up."""
     import torch
 
-    classes = text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
     cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
 
     def deterministic():
-        f = image_features(enc, evaluation.images, batch_size, device).embeddings.double()
+        f = projection_image_features(enc, evaluation.images, batch_size, device).embeddings.double()
         return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
 
     def laplace():
-        return bvlm.predict(image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+        return bvlm.predict(projection_image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
 
     def sync():
         if str(device).startswith("cuda"):

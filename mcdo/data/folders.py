@@ -10,6 +10,7 @@ OOD images carry the label -1.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +60,83 @@ def imagenet_synsets() -> list[str]:
     return [info.index_to_label_name(i) for i in range(info.num_classes())]
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden files and other suffixes are ignored."""
-    out = []
+def images_under(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted; hidden files and other suffixes are ignored.
+
+    Directory links are followed, but each real directory once (a link back to a folder already walked, ``self ->
+    .`` or ``loop -> ..``, would list its images again, or another class's images under this class), and never out
+    of ``folder`` (a link that leaves it would label other images as this class). Broken links, file links that
+    resolve to nothing, and a second name of an image already listed are left out too. Each thing left out is appended to ``skipped`` as (path, why), and named
+    in one warning."""
+    folder = Path(folder)
+    top = os.path.realpath(folder)
+    seen, files, out, left = set(), set(), [], []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / f for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            target = os.path.realpath(os.path.join(dirpath, d))
+            if os.path.commonpath([top, target]) != top:
+                left.append((os.path.join(dirpath, d), f"a link out of {folder}"))
+            elif target in seen or target == real:
+                left.append((os.path.join(dirpath, d), "a link to a folder already listed"))
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            path = Path(dirpath) / f
+            if not os.path.isfile(path):  # a broken link or a link loop
+                left.append((str(path), "a link to no file"))
+                continue
+            target = os.path.realpath(path)
+            if target in files:  # the same image under two names would sit in train and test at once
+                left.append((str(path), "a link to an image already listed"))
+                continue
+            files.add(target)
+            out.append(path)
+    if left:
+        import warnings
+
+        warnings.warn(f"{len(left)} entries under {folder} left out: " + "; ".join(f"{p} ({why})" for p, why in left[:3])
+                      + (" ..." if len(left) > 3 else ""), stacklevel=2)
+        if skipped is not None:
+            skipped += left
     return sorted(out)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content digest, per process
+
+
+def file_digest(path: Path) -> str:
+    """A hash of a file's bytes ('unreadable' when it cannot be read), memoised per process while its size and
+    modification time stay the same."""
+    try:
+        st = os.stat(path)
+        memo = (str(path), st.st_size, st.st_mtime_ns)
+        if memo not in _DIGESTS:
+            h = hashlib.blake2b(digest_size=16)
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            _DIGESTS[memo] = h.hexdigest()
+        return _DIGESTS[memo]
+    except OSError:
+        return "unreadable"
+
+
+def content_key(images: "ImageList") -> str:
+    """A key of a set of image files by what they hold: relative paths, labels and every file's bytes, so an image
+    replaced under the same name (even by one of the same size) keys a new cache."""
+    h = hashlib.blake2b(images.name.encode(), digest_size=16)
+    for p, y in zip(images.paths, images.labels):
+        h.update(f"{Path(p).relative_to(images.root)}|{int(y)}|{file_digest(Path(p))}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _root(root: Path | str | None) -> Path:
@@ -92,12 +163,12 @@ def imagenet_val(root: Path | str | None = None) -> ImageList:
                               "each class folder must be named by its WordNet id, e.g. n01440764")
         paths, labels = [], []
         for d in subdirs:
-            files = _images_under(val / d)
+            files = images_under(val / d)
             paths += files
             labels += [index[d]] * len(files)
         layout = "synset folders"
     else:
-        paths = _images_under(val)
+        paths = images_under(val)
         labels = _devkit_labels(root, paths, index)
         layout = "flat + devkit"
     if not paths:
@@ -139,7 +210,7 @@ def ood_set(name: str, root: Path | str | None = None) -> ImageList:
     for rel in OOD_LAYOUTS[name]:
         folder = root / rel
         if folder.is_dir():
-            paths = _images_under(folder)
+            paths = images_under(folder)
             if paths:
                 return ImageList(name, folder, tuple(paths), np.full(len(paths), -1, dtype=np.int64), rel)
     raise MissingData(f"OOD set {name} (no images in {root / OOD_LAYOUTS[name][0]})",
@@ -174,3 +245,37 @@ class ImageFiles:
         bad = [i for x, i in batch if x is None]
         images = torch.stack([x for x, _ in good]) if good else None
         return images, [i for _, i in good], bad
+
+
+@dataclass(frozen=True)
+class ClassFolder:
+    """A labelled image folder as read: its images (labels in ``images.labels``) and the class names."""
+
+    images: ImageList
+    classnames: list[str]
+
+
+def class_folder(path: Path | str) -> ClassFolder:
+    """A labelled image folder: one sub-folder per class (``DIR/<class>/*.jpg``), or Food-101's layout as
+    extracted (``DIR/images/<class>/``, its ``meta/test.txt`` split kept). Class names read with underscores as
+    spaces; used by mcdo bayes, probe, signatures and sweep."""
+    root = Path(path).expanduser()
+    base = root / "images" if (root / "images").is_dir() else root
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if base.is_dir() else []
+    if not classes:
+        raise MissingData(f"labelled image folder {root} (no class sub-folders with images)",
+                          f"put one folder per class under {root} (or Food-101 as extracted: {root}/images/<class>/)")
+    split = root / "meta" / "test.txt"
+    if split.is_file():  # Food-101: keep the official test split
+        rels = [ln.strip() for ln in split.read_text().splitlines() if ln.strip()]
+        paths = [base / f"{r}.jpg" for r in rels]
+        paths = [p for p in paths if p.is_file()]
+    else:
+        paths = [p for c in classes for p in images_under(base / c)]
+    if not paths:
+        raise MissingData(f"images in {root}", f"no {'/'.join(IMAGE_SUFFIXES)} files under the class folders")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[p.relative_to(base).parts[0]] for p in paths], dtype=np.int64)
+    return ClassFolder(ImageList(root.name, base, tuple(paths), labels, "class folders"),
+                       [c.replace("_", " ") for c in classes])

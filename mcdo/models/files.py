@@ -51,7 +51,9 @@ def where_hint() -> str:
             "and point HF_HOME at it")
 
 
-def _cached(repo: str, files: tuple[str, ...]) -> str | None:
+def hub_file(repo: str, files: tuple[str, ...]) -> str | None:
+    """The local path of the first of ``files`` of a Hugging Face repo found in the cache (or in a local folder
+    given as the repo), or None: a look-up only, nothing is downloaded."""
     if os.path.isdir(repo):  # a local folder given as the repo (save_pretrained output)
         return next((str(Path(repo) / f) for f in files if (Path(repo) / f).is_file()), None)
     from huggingface_hub import try_to_load_from_cache
@@ -77,7 +79,7 @@ def _open_clip_files(spec: ModelSpec) -> list[Needed]:
     elif cfg.get("hf_hub"):
         repo, filename = os.path.split(cfg["hf_hub"])  # 'org/model/' (default file names) or 'org/model/file'
         files = (filename,) if filename else OPEN_CLIP_WEIGHTS
-        out.append(Needed("weights", repo, files, _cached(repo, files)))
+        out.append(Needed("weights", repo, files, hub_file(repo, files)))
     else:
         out.append(Needed("weights", f"{spec.arch_name}:{spec.pretrained}", ("(no pretrained entry in open_clip)",),
                           None, "this open_clip version does not know these weights"))
@@ -89,8 +91,8 @@ def _open_clip_files(spec: ModelSpec) -> list[Needed]:
 
 def _tokenizer(repo: str) -> Needed:
     """A transformers tokenizer: its config, and the sentencepiece library when it is a sentencepiece model."""
-    found = _cached(repo, ("tokenizer_config.json",))
-    vocab = _cached(repo, ("tokenizer.json", "spiece.model"))
+    found = hub_file(repo, ("tokenizer_config.json",))
+    vocab = hub_file(repo, ("tokenizer.json", "spiece.model"))
     note = ""
     if vocab and vocab.endswith(".model") and not _has_sentencepiece():
         note, vocab = "sentencepiece or protobuf is not installed: pip install sentencepiece protobuf", None
@@ -112,8 +114,8 @@ def _hf_files(spec: ModelSpec) -> list[Needed]:
     if not spec.hf_id:
         return [Needed("weights", f"(no transformers checkpoint for {spec.name})", ("-",), None,
                        "the registry has no hf_id for this model")]
-    config = _cached(spec.hf_id, ("config.json",))
-    weights = _cached(spec.hf_id, HF_WEIGHTS)
+    config = hub_file(spec.hf_id, ("config.json",))
+    weights = hub_file(spec.hf_id, HF_WEIGHTS)
     return [Needed("weights", spec.hf_id, ("config.json + " + " or ".join(HF_WEIGHTS),), weights if config else None),
             _tokenizer(spec.hf_id)]
 

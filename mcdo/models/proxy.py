@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..io import read_cache, torch_save_atomic
 
 LOSSES = ("softmax", "sigmoid")
 
@@ -204,15 +205,16 @@ def train(c: ProxyConfig, progress: bool = True) -> DualEncoder:
 def cached_module(path: Path, empty, make) -> nn.Module:
     """The module saved at ``path`` (its state loaded into ``empty()``), or ``make()`` now, saved atomically (written
     to a temporary name, then renamed: a file on disk is always complete)."""
-    if path.is_file():
+    def load(p: Path) -> nn.Module:
         model = empty()
-        model.load_state_dict(torch.load(path, weights_only=True))
+        model.load_state_dict(torch.load(p, weights_only=True))
         return model.eval()
+
+    cached = read_cache(path, load, "cached trained model")  # a damaged file is named and retrained
+    if cached is not None:
+        return cached
     model = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    torch_save_atomic(path, model.state_dict())
     return model
 
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
     from ..models import get_spec, load
-    from ..verify.records import _jsonable
+    from ..io import jsonable
     from . import cv, pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     record = dict(models=models, data_argument=args.data, commit=env.git_commit(), **pipeline.as_dict(comp),
                   config=dict(folds=args.folds, alpha=args.alpha, probes=list(probes), seed=args.seed,
                               random_weights=args.random_weights, features="unit-norm image embeddings"))
-    (out / f"{stem}.json").write_text(json.dumps(_jsonable(record), indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
     (out / f"{stem}.md").write_text(f"# mcdo probe: {args.data}\n\n{text}\n\n![accuracy per fold]({chart.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {chart}")
     return 0

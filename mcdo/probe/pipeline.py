@@ -46,10 +46,10 @@ def world_size(n: int = 1000, seed: int = 13) -> ProbeData:
 
 def folder(path) -> ProbeData:
     """A labelled image folder ``DIR/<label>/*.jpg`` (integer folder names make the labels ordinal)."""
-    from ..bayes.data import labelled_folder
+    from ..data.folders import class_folder
 
-    lab = labelled_folder(path)
-    return ProbeData(lab.name, lab.labels, lab.classnames, lab.images)
+    f = class_folder(path)
+    return ProbeData(f.images.name, f.images.labels, f.classnames, f.images)
 
 
 def features(enc, data: ProbeData, progress: bool = True, **feature_kw) -> tuple[np.ndarray, np.ndarray]:

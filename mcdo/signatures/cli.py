@@ -87,7 +87,7 @@ def _task(args):
 def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
-    from ..verify.records import _jsonable
+    from ..io import jsonable
     from . import collect
 
     try:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
                   importance=prof.importance.tolist(), pruning_curve={str(k): v for k, v in prof.accuracy.items()})
-    (out / f"{stem}.json").write_text(json.dumps(_jsonable(record), indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
     written = [out / f"{stem}.json"]
     if prof.accuracy:
         from .figures import pruning_curves

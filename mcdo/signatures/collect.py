@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import world
-from . import stats
+from . import measures
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
@@ -52,10 +52,10 @@ def world_colour(n: int = 1000, seed: int = 7) -> Task:
 
 def folder_task(path, template: str = "a photo of a {}.") -> Task:
     """A labelled image folder (one sub-folder per class); prompts from the folder names."""
-    from ..bayes.data import labelled_folder
+    from ..data.folders import class_folder
 
-    lab = labelled_folder(path)
-    return Task(lab.name, lab.images, lab.labels, [template.format(c) for c in lab.classnames], lab.classnames)
+    f = class_folder(path)
+    return Task(f.images.name, f.images, f.images.labels, [template.format(c) for c in f.classnames], f.classnames)
 
 
 def representations(model, images, batch_size: int = 256, progress: bool = False, **feature_kw
@@ -98,7 +98,7 @@ class Profile:
     task: str
     kurtosis: np.ndarray  # per image, across components (the paper's axis)
     kurtosis_dimension: float  # mean over dimensions of the kurtosis across images
-    outliers: stats.OutlierProfile
+    outliers: measures.OutlierProfile
     importance: np.ndarray
     singular_values: np.ndarray  # of the head, in the order of importance (empty without a head)
     accuracy: dict[float, float] = field(default_factory=dict)  # fraction of directions kept -> top-1
@@ -106,7 +106,7 @@ class Profile:
 
     @property
     def _k20(self) -> int:
-        return stats.kept_directions(0.2, len(self.outliers.mean_abs))
+        return measures.kept_directions(0.2, len(self.outliers.mean_abs))
 
     def energy(self, k: int) -> float:
         """Share of the head's squared singular values in its ``k`` most important directions: near 1 when the head
@@ -133,12 +133,12 @@ class Profile:
 def profile(model_name: str, task: Task, acts: np.ndarray, head: np.ndarray | None, labels: np.ndarray,
             fractions=FRACTIONS, threshold: float = 10.0) -> Profile:
     """Kurtosis, outlier features and (with a head) privileged directions and the pruning curve of one model."""
-    dirs = stats.head_directions(head, acts) if head is not None else None
-    p = Profile(model_name, task.name, stats.kurtosis(acts, "vector"),
-                float(np.nanmean(stats.kurtosis(acts, "dimension"))), stats.outlier_profile(acts, threshold),
+    dirs = measures.head_directions(head, acts) if head is not None else None
+    p = Profile(model_name, task.name, measures.activation_kurtosis(acts, "vector"),
+                float(np.nanmean(measures.activation_kurtosis(acts, "dimension"))), measures.outlier_profile(acts, threshold),
                 dirs.importance if dirs is not None else np.array([np.nan]),
                 dirs.singular_values if dirs is not None else np.array([]))
     if head is not None:
-        p.correct = stats.pruning_curve(head, acts, labels, fractions)
+        p.correct = measures.pruning_curve(head, acts, labels, fractions)
         p.accuracy = {f: float(c.mean()) for f, c in p.correct.items()}
     return p

@@ -17,6 +17,8 @@ from .reliability import (
     icc,
     icc_from_snr,
     passes_needed,
+    pooled_spearman,
+    spearman_mapping_error,
     predicted_gate_figures,
     predicted_snr,
     snr_per_pass,

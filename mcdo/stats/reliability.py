@@ -207,3 +207,27 @@ def predicted_gate_figures(snr_estimate: float, T: int, k: int, T_target: int) -
     snr_t = predicted_snr(snr_estimate, T, k, T_target)
     icc_t = icc_from_snr(snr_t, k)
     return {"snr": float(snr_t), "icc": float(icc_t), "spearman": float(spearman_from_pearson(icc_t))}
+
+
+def spearman_mapping_error(trials: np.ndarray) -> float:
+    """Measured median pairwise Spearman minus what the Gaussian mapping gives from the measured ICC(1,1): how far
+    the trials are from the bivariate-normal case the mapping assumes (on the published CLIP run, +0.19 at T=16)."""
+    return float(pairwise_spearman(trials).median - spearman_from_pearson(icc(trials)))
+
+
+def pooled_spearman(short: np.ndarray, m: int, partitions: int = 8, seed: int = 0) -> float:
+    """Median pairwise Spearman of trials of ``m`` times the passes, predicted directly from short trials with no
+    distributional assumption: the mean of ``m`` short trials' traces is (to O(1/T)) a trace of m times the passes,
+    so disjoint groups of ``m`` trials are long trials; median over ``partitions`` fixed random partitions.
+    Needs K >= 2m trials."""
+    x = _check_trials(short)
+    k = x.shape[0]
+    if k < 2 * m:
+        raise ValueError(f"pooling groups of {m} trials into long trials needs at least {2 * m} trials, got {k}")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(partitions):
+        perm = rng.permutation(k)
+        groups = np.stack([x[perm[i * m:(i + 1) * m]].mean(axis=0) for i in range(k // m)])
+        vals.append(pairwise_spearman(groups).median)
+    return float(np.median(vals))

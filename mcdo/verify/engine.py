@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import env
@@ -18,6 +19,10 @@ from .records import SKIPPED, Record, departures
 
 Evaluator = Callable[["Context"], list[Record]]
 _EVALUATORS: dict[tuple[str, str], Evaluator] = {}
+# a figure of the report: (context of the run, folder) -> (caption, file name) or None when its inputs were not
+# computed in this run; declared beside the evaluators whose data it draws
+FigureMaker = Callable[["Context", Path], "tuple[str, str] | None"]
+_FIGURES: dict[str, FigureMaker] = {}
 
 
 def evaluates(claim_id: str, tier: str) -> Callable[[Evaluator], Evaluator]:
@@ -58,6 +63,23 @@ class Context:
         if key not in self.memo:
             self.memo[key] = make()
         return self.memo[key]
+
+
+def draws(name: str) -> Callable[[FigureMaker], FigureMaker]:
+    """Register a figure of the report, drawn from what an evaluator of the same module computed in the run."""
+    def register(fn: FigureMaker) -> FigureMaker:
+        if name in _FIGURES:
+            raise ValueError(f"two figures named {name!r}")
+        _FIGURES[name] = fn
+        return fn
+
+    return register
+
+
+def figure_makers() -> dict[str, FigureMaker]:
+    """Every registered figure of the report, by name, in the registry's order of families."""
+    _load_evaluators()
+    return dict(_FIGURES)
 
 
 def _load_evaluators() -> None:

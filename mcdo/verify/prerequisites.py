@@ -3,6 +3,8 @@ model itself (or its random-weight stand-in, for the pipeline tests) on the run'
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
+from typing import Any, Callable
 
 from .. import env
 from ..data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
@@ -35,54 +37,54 @@ def missing_files(ctx: Context, model: str, text: bool = False) -> list[str]:
     return out
 
 
-def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS, text: bool = False
-            ) -> tuple[ImageList, dict[str, ImageList]]:
-    """Raise ``MissingResource`` naming every missing GPU, weight (and, with ``text``, tokenizer) file and data
-    set (ImageNet-1k val and ``ood_sets``) at once; else return the data sets found. Called before any heavy
-    work, so a run never fails after its MC passes for want of a file that could have been checked first."""
+def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path], Any]], ready: str,
+          unset: str | None = None, how_data: str | None = None) -> dict[str, Any]:
+    """The one prerequisite check of every gpu-tier claim, run before any heavy work: a CUDA GPU (unless the
+    context waives it), the weight and tokenizer files named in ``files`` (``missing_files``), and each data set
+    of ``data`` (name -> finder of it under ``MCDO_DATA_ROOT``, listed once per run). Everything missing is named
+    at once in one ``MissingResource`` with how to supply each (``unset`` names the data when MCDO_DATA_ROOT is not
+    set, ``how_data`` adds how to lay it out); a dry run (``mcdo doctor``) that finds all raises ``Ready(ready)``;
+    else the data sets found, by name."""
     import torch
 
     missing, how = [], []
     if ctx.require_gpu and not torch.cuda.is_available():
         missing.append("a CUDA GPU (none visible)")
         how.append("run `pytest claims -m gpu` or `mcdo claims --tier gpu` on a GPU machine")
-    files = [f for m in models for f in missing_files(ctx, m, text)]
     if files:
         missing += files
         how.append(where_hint())
-    try:
-        root = env.data_root()
-    except MissingResource as e:
-        missing.append("ImageNet-1k val" + (" and the MOS sets" if ood_sets else "") + " (MCDO_DATA_ROOT is unset)")
-        how.append(e.how)
-    else:
-        found = {}
-        for name, find in (("ImageNet-1k val", imagenet_val), *((n, partial(ood_set, n)) for n in ood_sets)):
-            try:
-                found[name] = ctx.cached(f"data/{root}/{name}", partial(find, root=root))  # listed once per run
-            except MissingResource as e:
-                missing.append(e.what)
-                how.append(e.how)
+    found = {}
+    if data:
+        try:
+            root = env.data_root()
+        except MissingResource as e:
+            missing.append(f"{unset or ', '.join(data)} (MCDO_DATA_ROOT is unset)")
+            how += [e.how] + ([how_data] if how_data else [])
+        else:
+            for name, find in data.items():
+                try:
+                    found[name] = ctx.cached(f"data/{root}/{name}", partial(find, root))
+                except MissingResource as e:
+                    missing.append(e.what)
+                    how.append(e.how)
     if missing:
         raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
     if ctx.dry_run:
-        raise Ready(", ".join([*models, "ImageNet-1k val", *ood_sets]))
+        raise Ready(ready)
+    return found
+
+
+def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS, text: bool = False
+            ) -> tuple[ImageList, dict[str, ImageList]]:
+    """``ensure_ready`` for the claims that read ImageNet-1k val and ``ood_sets`` with ``models``: the validation set and
+    the OOD sets found."""
+    data = {"ImageNet-1k val": lambda root: imagenet_val(root=root),
+            **{n: (lambda root, n=n: ood_set(n, root=root)) for n in ood_sets}}
+    found = ensure_ready(ctx, [f for m in models for f in missing_files(ctx, m, text)], data,
+                  ", ".join([*models, "ImageNet-1k val", *ood_sets]),
+                  unset="ImageNet-1k val" + (" and the MOS sets" if ood_sets else ""))
     return found.pop("ImageNet-1k val"), found
-
-
-def gpu_and_files(ctx: Context, files: list[str]) -> tuple[list[str], list[str]]:
-    """What a gpu claim lacks before its data: a GPU (unless the context waives it) and the weight files named in
-    ``files``; with how to supply each. The data sets are checked by the caller, which adds to both lists."""
-    import torch
-
-    missing, how = [], []
-    if ctx.require_gpu and not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none visible)")
-        how.append("run `pytest claims -m gpu` on a GPU machine")
-    if files:
-        missing += files
-        how.append(where_hint())
-    return missing, how
 
 
 class Ready(Exception):

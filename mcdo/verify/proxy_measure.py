@@ -15,11 +15,14 @@ from .. import scores
 from ..data import degrade, world
 from ..models import load
 from ..models.proxy import normalise_images
-from ..sampling import mc_sample
+from ..reliability import degraded_traces, run_trials
 
 SETTINGS = dict(seeds=(0, 1, 2), n_images=400, trials=5, T=64, nested_T=(4, 16, 64), p=0.01, mode="as_published",
                 data_seed=7, blur_sigmas={"light": 0.7, "heavy": 2.1}, dtype="float32")
 # blur sigmas: the seed's radii 5 and 15 px on 224-px images, scaled to the world's 32 px
+
+
+MEMO = "proxy/measures"  # where a run keeps the pair's measures
 
 
 @dataclass
@@ -63,21 +66,13 @@ def measure(loss: str, seed: int, progress: bool = True) -> ProxyMeasure:
     key = ProxyConfig(loss=loss, seed=seed).key()  # the trained weights' identity: a retrained model is re-sampled
     kw = dict(T=s["T"], p=s["p"], mode=s["mode"], batch_size=50, max_rows=3200, dtype=s["dtype"], progress=False,
               model_name=f"proxy-{loss}-seed{seed}-{key}", cache_dir=env.cache_dir() / "samples")
-    trials, first = {T: [] for T in s["nested_T"]}, None
-    for k in range(s["trials"]):
-        r = mc_sample(enc.vision_tower, x, seed=1000 * seed + k, keep_samples=True, **kw)
-        for T in s["nested_T"]:
-            sub = r.samples[:, :T].astype(np.float64)
-            trials[T].append(sub.var(axis=1, ddof=1).mean(axis=1))
-        if first is None:
-            first = r
-    blurred = {}
-    for name, sigma in s["blur_sigmas"].items():
-        xb = normalise_images(degrade.blur(data.images, sigma))
-        blurred[name] = scores.trace_pre(mc_sample(enc.vision_tower, xb, seed=1000 * seed, **kw))
+    run = run_trials(enc.vision_tower, x, [1000 * seed + k for k in range(s["trials"])], nested_T=s["nested_T"], **kw)
+    trials, first = run.nested, run.first
+    blurred = degraded_traces(enc.vision_tower, {name: normalise_images(degrade.blur(data.images, sigma))
+                                                 for name, sigma in s["blur_sigmas"].items()}, seed=1000 * seed, **kw)
     centroid = 1.0 - feats @ (feats.mean(0) / np.linalg.norm(feats.mean(0)))
     return ProxyMeasure(
-        loss, seed, float((pred == data.labels).mean()), {T: np.stack(v) for T, v in trials.items()},
+        loss, seed, float((pred == data.labels).mean()), trials,
         scores.trace_pre(first), -np.sum(probs * np.log(np.clip(probs, 1e-12, None)), axis=1),
         (pred != data.labels).astype(int), centroid, scores.effective_rank(first), blurred,
         dict(model=f"proxy-{loss}", seed=seed, **{k: v for k, v in s.items() if k != "seeds"},
@@ -96,4 +91,9 @@ def all_measures(ctx) -> dict[tuple[str, int], ProxyMeasure]:
             out[(loss, seed)] = measure(loss, seed, progress=ctx.progress)
         return out
 
-    return ctx.cached("proxy/measures", make)
+    return ctx.cached(MEMO, make)
+
+
+def measured(ctx) -> dict[tuple[str, int], ProxyMeasure] | None:
+    """The measures if this run computed them (for its figures), else None."""
+    return ctx.memo.get(MEMO)

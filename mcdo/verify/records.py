@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..io import jsonable
+
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
@@ -40,6 +42,8 @@ class Record:
     # fields where the configuration run differs from the source's (sources.SOURCE), each with its reason; an
     # evaluator may pre-fill {field: reason} for a departure it makes on purpose, the engine completes it
     departures: dict[str, Any] = field(default_factory=dict)
+    # ``model`` is the registry name (or the user's own); ``variant`` says which run of it (a recorded folder, ...)
+    variant: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -48,22 +52,7 @@ class Record:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ci"] = list(self.ci) if self.ci is not None else None
-        return _jsonable(d)
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types (numpy scalars and arrays become floats and lists; NaN and inf become strings)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
-    if isinstance(x, bool) or x is None or isinstance(x, (str, int)):
-        return x
-    if isinstance(x, float):
-        return x if math.isfinite(x) else str(x)
-    return str(x)
+        return jsonable(d)
 
 
 def equivalence_verdict(ci: tuple[float, float], expected: float, margin: float) -> str:
@@ -195,11 +184,11 @@ def departures(claim_id: str, tier: str, config: dict, declared: dict | None = N
         if key not in config:
             continue
         run = config[key]
-        if _jsonable(run) == _jsonable(want):
+        if jsonable(run) == jsonable(want):
             continue
         reason = ((declared or {}).get(key) or DEPARTURES.get((claim_id, tier), {}).get(key)
                   or DEPARTURES.get(tier, {}).get(key) or UNDECLARED)
-        out[key] = {"source": _jsonable(want), "run": _jsonable(run), "reason": reason}
+        out[key] = {"source": jsonable(want), "run": jsonable(run), "reason": reason}
     return out
 
 

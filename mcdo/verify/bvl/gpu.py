@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import env
 from ...bayes import active, pipeline
-from ...bayes.data import CAPTION_TEMPLATE, image_features, labelled_folder, pairs_folder, text_features
-from ...errors import MissingResource
+from ...bayes.data import CAPTION_TEMPLATE, projection_image_features, labelled_folder, pairs_folder, projection_text_features
 from ...stats import mean_t_ci
 from ..engine import Context, evaluates
 from ..ood.gpu import per_model
-from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
+from ..prerequisites import ensure_ready, load_model, missing_files, stand_in_config
 from ..records import Record, decide
 from .proxy import calibration_row as _row_text, ece_verdict, overhead_record
 
@@ -32,25 +30,8 @@ SETTINGS = dict(class_batch=32768, prompt=CAPTION_TEMPLATE, al=dict(rounds=10, p
 
 def _require(ctx: Context, model: str, sets: tuple[str, ...]) -> dict:
     """Every missing GPU, weight / tokenizer file and folder at once, or the folders' data sets."""
-    missing, how = gpu_and_files(ctx, missing_files(ctx, model, text=True))
-    found = {}
-    try:
-        root = env.data_root()
-        for name in sets:
-            try:
-                found[name] = ctx.cached(f"bvl-data/{root}/{name}",
-                                         lambda n=name: (labelled_folder if n == EVAL else pairs_folder)(root / n))
-            except MissingResource as e:
-                missing.append(e.what)
-                how.append(e.how)
-    except MissingResource as e:
-        missing.append(f"{', '.join(sets)} (MCDO_DATA_ROOT is unset)")
-        how.append(e.how)
-    if missing:
-        raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
-    if ctx.dry_run:
-        raise Ready(", ".join([model, *sets]))
-    return found
+    data = {n: (lambda root, n=n: (labelled_folder if n == EVAL else pairs_folder)(root / n)) for n in sets}
+    return ensure_ready(ctx, missing_files(ctx, model, text=True), data, ", ".join([model, *sets]))
 
 
 def _calibration(ctx: Context, model: str, hessian: str) -> pipeline.Calibration:
@@ -112,8 +93,8 @@ def bvl06_gpu(ctx: Context) -> list[Record]:
         data = _require(ctx, model, (EVAL,))
         enc, kw = load_model(ctx, model)
         ev = data[EVAL]
-        feats = image_features(enc, ev.images, kw["batch_size"], kw["device"]).to_cpu()
-        classes = text_features(enc, [SETTINGS["prompt"].format(c) for c in ev.classnames]).embeddings.cpu()
+        feats = projection_image_features(enc, ev.images, kw["batch_size"], kw["device"]).to_cpu()
+        classes = projection_text_features(enc, [SETTINGS["prompt"].format(c) for c in ev.classnames]).embeddings.cpu()
         prior = KFACPosterior(cal.bvlm.image.weight, cal.bvlm.image.factors, cal.bvlm.image.prior_precision,
                               al["pseudo_count"])
         areas = {"bald": [], "epig": []}

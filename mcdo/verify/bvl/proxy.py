@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...bayes import active, metrics, pipeline
-from ...bayes.data import WORLD_PROMPTS, image_features, text_features, world_labelled, world_pairs
+from ...bayes.data import WORLD_PROMPTS, projection_image_features, projection_text_features, world_labelled, world_pairs
 from ...models import load
 from ...stats import mean_t_ci
-from ..engine import Context, evaluates
+from ..engine import Context, draws, evaluates
 from ..records import Record, all_of, decide
+from pathlib import Path
 
 TIER = "proxy"
 SEEDS, LOSSES = (0, 1, 2), ("softmax", "sigmoid")
@@ -26,6 +27,9 @@ SETTINGS = dict(hessian_n=20000, hessian_seed=1000, class_batch=256, eval_n=1000
                 alt_hessian=dict(seed=2000, blur=1.4, full_captions=True),
                 al=dict(pool_n=1000, pool_seed=11, test_n=500, rounds=10, per_round=4, seeds=(0, 1, 2, 3, 4),
                         pseudo_count=100, samples=64, targets=100, attribute="background"))
+
+
+_CAL_MEMO, _AL_MEMO = "bvl/proxy/{loss}/{seed}/{hessian}", "bvl/al/{loss}"  # where a run keeps them
 
 
 def _calibration(ctx: Context, loss: str, seed: int, hessian: str = "train") -> pipeline.Calibration:
@@ -38,7 +42,7 @@ def _calibration(ctx: Context, loss: str, seed: int, hessian: str = "train") -> 
         return pipeline.calibrate(enc, pairs, world_labelled(s["eval_n"], s["eval_seed"]), WORLD_PROMPTS["colour"],
                                   class_batch=s["class_batch"], n_boot=ctx.n_boot, seed=ctx.seed)
 
-    return ctx.cached(f"bvl/proxy/{loss}/{seed}/{hessian}", make)
+    return ctx.cached(_CAL_MEMO.format(loss=loss, seed=seed, hessian=hessian), make)
 
 
 def ece_verdict(claim: str, res: dict, tier: str) -> str:
@@ -130,19 +134,19 @@ def _curves(ctx: Context, loss: str) -> dict[str, list[active.Curve]]:
         prior = _calibration(ctx, loss, 0).bvlm.image
         prior = KFACPosterior(prior.weight, prior.factors, prior.prior_precision, al["pseudo_count"])
         test = world_labelled(al["test_n"], SETTINGS["eval_seed"], al["attribute"])
-        ft = image_features(enc, test.images)
-        classes = text_features(enc, [WORLD_PROMPTS[al["attribute"]].format(c) for c in test.classnames]).embeddings
+        ft = projection_image_features(enc, test.images)
+        classes = projection_text_features(enc, [WORLD_PROMPTS[al["attribute"]].format(c) for c in test.classnames]).embeddings
         out = {s: [] for s in active.STRATEGIES}
         for k in al["seeds"]:
             pool = world_labelled(al["pool_n"], al["pool_seed"] + k, al["attribute"])
-            fp = image_features(enc, pool.images)
+            fp = projection_image_features(enc, pool.images)
             for strategy in active.STRATEGIES:
                 out[strategy].append(active.run(strategy, prior, fp, pool.labels, ft, test.labels, classes,
                                                 enc.logit_scale, al["rounds"], al["per_round"], al["samples"],
                                                 al["targets"], seed=k))
         return out
 
-    return ctx.cached(f"bvl/al/{loss}", make)
+    return ctx.cached(_AL_MEMO.format(loss=loss), make)
 
 
 @evaluates("BVL-06", TIER)
@@ -171,3 +175,31 @@ def table(ctx: Context) -> str:
     """The proxy table of the run (deterministic vs Laplace per proxy and seed), for notes and the CLI."""
     rows = {f"proxy-{loss} seed {seed}": _calibration(ctx, loss, seed).comparison for loss in LOSSES for seed in SEEDS}
     return metrics.table(rows)
+
+
+@draws("bayes reliability")
+def reliability_diagram_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """Reliability diagram of the proxy-softmax seed-0 calibration (deterministic vs Laplace) of this run."""
+    from ...bayes.figures import reliability_diagram
+
+    cal = ctx.memo.get(_CAL_MEMO.format(loss="softmax", seed=0, hessian="train"))
+    if cal is None:
+        return None
+    reliability_diagram(cal.prediction.deterministic.numpy(), cal.prediction.probs.numpy(), cal.labels,
+                        out / "bayes_reliability_proxy.png", title="proxy-softmax seed 0: deterministic vs Laplace")
+    return "BayesVLM on the proxy: reliability diagram (BVL-03)", "bayes_reliability_proxy.png"
+
+
+
+
+@draws("active learning")
+def active_learning_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """Learning curves of BALD, EPIG and random selection on both proxies (BVL-06)."""
+    from ...bayes.figures import learning_curves
+
+    curves = {f"proxy-{loss}": ctx.memo[_AL_MEMO.format(loss=loss)] for loss in LOSSES
+              if _AL_MEMO.format(loss=loss) in ctx.memo}
+    if not curves:
+        return None
+    learning_curves(curves, out / "active_learning_proxy.png", title="Active learning on the proxies (BVL-06)")
+    return "Active learning curves, proxy pair (BVL-06)", "active_learning_proxy.png"

@@ -15,12 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from ... import env
-from ...errors import MissingResource
 from ...models.classifier import FINETUNED_CLIP, load_classifier, weights_missing
-from ...signatures import broden, collect, stats
+from ...signatures import broden, collect, measures
 from ...stats import bootstrap_ci
 from ..engine import Context, evaluates
-from ..prerequisites import Ready, gpu_and_files, load_model, missing_files, stand_in_config
+from ..prerequisites import ensure_ready, load_model, missing_files, stand_in_config
 from ..records import Record, decide, threshold
 from .proxy import drop_verdict, kurtosis_verdict
 
@@ -52,21 +51,9 @@ def _require(ctx: Context, data: str):
 
     files = missing_files(ctx, ZERO_SHOT, text=data == "imagenet")
     files += weights_missing(ctx.stand_ins.get(FINETUNED_CLIP, FINETUNED_CLIP)) if ctx.pretrained else []
-    missing, how = gpu_and_files(ctx, files)
     name = "ImageNet-1k val" if data == "imagenet" else f"Broden ({broden.LAYOUT})"
-    found = None
-    try:
-        root = env.data_root()
-        found = ctx.cached(f"icl-data/{root}/{data}",
-                           lambda: imagenet_val(root=root) if data == "imagenet" else broden.load(root))
-    except MissingResource as e:
-        missing.append(e.what if "MCDO_DATA_ROOT" not in e.what else f"{name} (MCDO_DATA_ROOT is unset)")
-        how.append(e.how)
-    if missing:
-        raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
-    if ctx.dry_run:
-        raise Ready(f"{ZERO_SHOT}, {FINETUNED_CLIP}, {name}")
-    return found
+    find = (lambda root: imagenet_val(root=root)) if data == "imagenet" else broden.load
+    return ensure_ready(ctx, files, {name: find}, f"{ZERO_SHOT}, {FINETUNED_CLIP}, {name}")[name]
 
 
 def _imagenet(ctx: Context) -> dict:
@@ -97,7 +84,7 @@ def _config(ctx: Context, **extra) -> dict:
 def icl01(ctx: Context) -> list[Record]:
     """Mean activation kurtosis of zero-shot minus fine-tuned CLIP (> 0) and the zero-shot level (> 6)."""
     d = _imagenet(ctx)
-    zs, ft = stats.kurtosis(d["zs"]), stats.kurtosis(d["ft"])
+    zs, ft = measures.activation_kurtosis(d["zs"]), measures.activation_kurtosis(d["ft"])
     ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), zs, ft, n_boot=ctx.n_boot, seed=ctx.seed)
     lvl = bootstrap_ci(lambda a: float(a.mean()), zs, n_boot=ctx.n_boot, seed=ctx.seed)
     verdict = kurtosis_verdict(ci, lvl, "gpu")
@@ -115,7 +102,7 @@ def icl02(ctx: Context) -> list[Record]:
     d = _imagenet(ctx)
     out = []
     for which, acts in (("zero-shot", d["zs"]), ("fine-tuned", d["ft"])):
-        p = stats.outlier_profile(acts)
+        p = measures.outlier_profile(acts)
         ratio = lambda m: float(m.max() / np.median(m))  # noqa: E731  (of mean |activation| per dimension)
         ci = bootstrap_ci(lambda a: ratio(a.mean(axis=0)), np.abs(acts), axis=0, n_boot=ctx.n_boot, seed=ctx.seed)
         # the claim is about the zero-shot model; the fine-tuned one is the paper's contrast (no outliers)
@@ -133,13 +120,13 @@ def icl02(ctx: Context) -> list[Record]:
 def icl03(ctx: Context) -> list[Record]:
     """Zero-shot top-1 with the top 20% of the head's directions minus the full head's."""
     d = _imagenet(ctx)
-    correct = stats.pruning_curve(d["head"], d["zs"], d["labels"], collect.FRACTIONS)
+    correct = measures.pruning_curve(d["head"], d["zs"], d["labels"], collect.FRACTIONS)
     dims = d["zs"].shape[1]
-    k = stats.kept_directions(SETTINGS["keep"], dims)
+    k = measures.kept_directions(SETTINGS["keep"], dims)
     kept, full = correct[SETTINGS["keep"]].astype(float), correct[1.0].astype(float)
     ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
     curve = {f: float(c.mean()) for f, c in correct.items()}
-    sv2 = stats.head_directions(d["head"], d["zs"]).singular_values ** 2
+    sv2 = measures.head_directions(d["head"], d["zs"]).singular_values ** 2
     energy = float(sv2[:k].sum() / sv2.sum())
     return [Record("ICL-03", "gpu", ZERO_SHOT, drop_verdict(ci, "gpu"),
                    float(kept.mean() - full.mean()), ci,
@@ -163,7 +150,7 @@ def icl04(ctx: Context) -> list[Record]:
     rng = np.random.default_rng(ctx.seed)
     for which, model in (("zero-shot", enc), ("fine-tuned", _finetuned(ctx))):
         acts, _ = collect.representations(model, images, **kw)
-        count = lambda idx: stats.concepts(acts[idx], data.present[idx], data.names, threshold=SETTINGS["ap"],
+        count = lambda idx: measures.concepts(acts[idx], data.present[idx], data.names, threshold=SETTINGS["ap"],
                                            min_positives=SETTINGS["min_positives"]).unique
         n = len(acts)
         boots = [count(rng.integers(0, n, n)) for _ in range(SETTINGS["concept_boot"])]

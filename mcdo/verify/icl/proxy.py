@@ -21,14 +21,16 @@ import numpy as np
 
 from ...models import load
 from ...models.finetune import FinetuneConfig, load_or_finetune
-from ...signatures import collect, stats
+from ...signatures import collect, measures
 from ...stats import bootstrap_ci, mean_t_ci
-from ..engine import Context, evaluates
+from ..engine import Context, draws, evaluates
 from ..records import Record, all_of, decide, threshold
+from pathlib import Path
 
 TIER = "proxy"
 SETTINGS = dict(loss="softmax", seeds=(0, 1, 2), n_images=5000, data_seed=7,
                 kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=0.2, accuracy_drop=-threshold("ICL-03", "accuracy_change"), outlier_threshold=10.0)
+_MEMO = "icl/proxy/{seed}"  # where a run keeps a seed's results (for the report's figure)
 
 
 def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
@@ -47,7 +49,7 @@ def _profiles(ctx: Context, seed: int) -> dict[str, collect.Profile]:
                 "fine-tuned": collect.profile(f"proxy-{s['loss']} seed {seed} fine-tuned", task, ft_acts, None,
                                               task.labels, threshold=s["outlier_threshold"])}
 
-    return ctx.cached(f"icl/proxy/{seed}", make)
+    return ctx.cached(_MEMO.format(seed=seed), make)
 
 
 
@@ -106,7 +108,7 @@ def icl03(ctx: Context) -> list[Record]:
     for seed in s["seeds"]:
         p = _profiles(ctx, seed)["zero-shot"]
         d = len(p.outliers.mean_abs)
-        k = stats.kept_directions(s["keep"], d)
+        k = measures.kept_directions(s["keep"], d)
         kept, full = p.correct[s["keep"]].astype(float), p.correct[1.0].astype(float)
         change = float(kept.mean() - full.mean())
         ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
@@ -129,3 +131,16 @@ def icl03(ctx: Context) -> list[Record]:
                       reason=f"top-1 change per seed {', '.join(f'{c:+.4f}' for c in changes)}; t interval over "
                              f"{len(changes)} seeds", config=dict(seeds=list(s["seeds"]))))
     return out
+
+
+@draws("pruning")
+def pruning_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """The zero-shot proxies' pruning curves over the 96-class head (ICL-03)."""
+    from ...signatures.figures import pruning_curves
+
+    curves = {p["zero-shot"].model: p["zero-shot"].accuracy for seed in SETTINGS["seeds"]
+              if (p := ctx.memo.get(_MEMO.format(seed=seed))) is not None}
+    if not curves:
+        return None
+    pruning_curves(curves, out / "pruning_proxy.png", title="Privileged directions on the proxies (ICL-03)")
+    return "Pruning curve of the zero-shot head, proxies (ICL-03)", "pruning_proxy.png"

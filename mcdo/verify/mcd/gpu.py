@@ -33,8 +33,9 @@ from ...data import recorded as R
 from ...data.folders import ImageFiles, ImageList
 from ...dropout import firing_sites
 from ...errors import MissingData, MissingResource
+from ...reliability import degraded_traces, draw_images, run_trials
 from ...sampling import mc_sample
-from ...zeroshot import classifier, fingerprint, image_transform, imagenet_classnames
+from ...zeroshot import classifier, model_cache_id, image_transform, imagenet_classnames
 from ..builders import (FIGURE_CLAIMS, blur_record, erank_record, error_auroc_record, figure_record, gate_record, rho,
                         rho_record)
 from ..engine import Context, evaluates
@@ -70,22 +71,7 @@ def select_images(ctx: Context, val: ImageList) -> tuple[list[Path], np.ndarray,
                               "MCDO_RECORDED_DIR to draw images from what is there")
         chosen = [local[k] for k in keys]
         return [p for p, _ in chosen], np.array([y for _, y in chosen]), f"the recorded run's {len(keys)} images"
-    return draw_images(val, GPU["per_synset"], GPU["n_synsets"], ctx.seed)
-
-
-def draw_images(val: ImageList, per_synset: int, n_synsets: int | None, seed: int
-                ) -> tuple[list[Path], np.ndarray, str]:
-    """``per_synset`` images of each of ``n_synsets`` synsets (all when None), drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(val.labels)
-    if n_synsets is not None:
-        classes = np.sort(rng.choice(classes, size=min(n_synsets, classes.size), replace=False))
-    idx = []
-    for c in classes:
-        members = np.flatnonzero(val.labels == c)
-        idx += sorted(rng.choice(members, size=min(per_synset, members.size), replace=False).tolist())
-    return ([val.paths[i] for i in idx], val.labels[idx],
-            f"{len(idx)} images from {classes.size} synsets (up to {per_synset} each, drawn with seed {seed})")
+    return draw_images(val.paths, val.labels, GPU["per_synset"], GPU["n_synsets"], ctx.seed)
 
 
 def _load(images: ImageList, transform) -> tuple[torch.Tensor, list[str]]:
@@ -111,7 +97,7 @@ def _model(ctx: Context, key: str):
 def _sample_kw(ctx: Context, enc) -> dict:
     g = GPU
     return dict(T=g["T"], p=g["p"], mode=g["mode"], batch_size=g["batch_size"], max_rows=g["max_rows"],
-                dtype=g["dtype"], progress=ctx.progress, model_name=fingerprint(enc),
+                dtype=g["dtype"], progress=ctx.progress, model_name=model_cache_id(enc),
                 cache_dir=env.cache_dir() / "samples")
 
 
@@ -126,18 +112,17 @@ def reliability(ctx: Context, key: str) -> dict:
         transform = image_transform(enc)
         x, failed = _load(subset, transform)
         kw = _sample_kw(ctx, enc)
-        runs = [mc_sample(enc.vision_tower, x, seed=k, keep_samples=k == 0, **kw) for k in range(GPU["trials"])]
-        trials = np.stack([scores.trace_pre(r) for r in runs])
-        blurred = {}
-        for level, radius in GPU["blur_radius"].items():
-            xb, _ = _load(subset, lambda im, r=radius: transform(im.filter(ImageFilter.GaussianBlur(r))))
-            blurred[level] = scores.trace_pre(mc_sample(enc.vision_tower, xb, seed=0, **kw))
+        run = run_trials(enc.vision_tower, x, range(GPU["trials"]), keep_first=True, **kw)
+        trials = run.traces
+        degraded = {level: _load(subset, lambda im, r=radius: transform(im.filter(ImageFilter.GaussianBlur(r))))[0]
+                    for level, radius in GPU["blur_radius"].items()}
+        blurred = degraded_traces(enc.vision_tower, degraded, seed=0, **kw)
         bad = set(failed)
         config = dict(model=MODELS[key], **{k: v for k, v in GPU.items() if k not in ("n_synsets", "per_synset")},
                       images=source, n_images=int(x.shape[0]), unreadable=len(failed), unreadable_files=failed[:20],
                       score="trace_pre", **backend, **stand_in_config(ctx, MODELS[key]))
         return dict(trials=trials, x=x, labels=np.array([y for p, y in zip(paths, labels) if str(p) not in bad]),
-                    erank=scores.effective_rank(runs[0]), blurred=blurred, config=config, failed=failed)
+                    erank=scores.effective_rank(run.first), blurred=blurred, config=config, failed=failed)
 
     return ctx.cached(f"mcd-gpu/{key}", make)
 
@@ -172,7 +157,7 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
         if rel is not None:
             x, labels, u, source, failed = rel["x"], rel["labels"], rel["trials"][0], rel["config"]["images"], rel["failed"]
         else:
-            paths, labels, source = draw_images(val, images, None, ctx.seed)
+            paths, labels, source = draw_images(val.paths, val.labels, images, None, ctx.seed)
             subset = ImageList(val.name, val.root, tuple(paths), labels, val.layout)
             x, failed = _load(subset, image_transform(enc))
             bad = set(failed)
@@ -216,7 +201,7 @@ def harness_run(ctx: Context, key: str) -> dict:
 def _figure(claim_id: str, key: str, figure: str, name: str, fn):
     def evaluator(ctx: Context) -> list[Record]:
         m = reliability(ctx, key)
-        return [figure_record(claim_id, TIER, key, m["trials"], figure, name, fn, ctx, m["config"])]
+        return [figure_record(claim_id, TIER, MODELS[key], m["trials"], figure, name, fn, ctx, m["config"])]
 
     evaluator.__doc__ = f"{claim_id} on the gpu tier: {name} of trace_pre over trials, {MODELS[key]}."
     return evaluates(claim_id, TIER)(evaluator)
@@ -233,7 +218,7 @@ def mcd07(ctx: Context) -> list[Record]:
     out = []
     for key in MODELS:
         m = reliability(ctx, key)
-        out.append(gate_record("MCD-07", TIER, key, m["trials"], FAMILY[key], ctx, m["config"]))
+        out.append(gate_record("MCD-07", TIER, MODELS[key], m["trials"], FAMILY[key], ctx, m["config"]))
     return out
 
 
@@ -242,7 +227,7 @@ def _rho_claim(ctx: Context, claim_id: str, what: str, harness_key: str) -> list
     require(ctx, [MODELS[key]], ood_sets=(), text=SEED_RUNS[claim_id][2] is not None)
     m = seed_run(ctx, claim_id)
     other = m.entropy if what == "zero-shot entropy" else m.centroid_distance
-    rec = rho_record(ctx, claim_id, m, other, what, TIER, key)
+    rec = rho_record(ctx, claim_id, m, other, what, TIER, MODELS[key])
     try:
         h = harness_run(ctx, key)
     except MissingResource as e:
@@ -285,14 +270,14 @@ def _blurred(ctx: Context, key: str) -> ProxyMeasure:
 @evaluates("MCD-11", TIER)
 def mcd11(ctx: Context) -> list[Record]:
     """CLIP B-32, blur radius 5: fraction of images whose uncertainty rose, against 80%."""
-    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, "clip_b32",
+    return [blur_record("MCD-11", _blurred(ctx, "clip_b32"), "light", "increased", TIER, MODELS["clip_b32"],
                         how="PIL Gaussian blur radius 5 px before preprocessing")]
 
 
 @evaluates("MCD-12", TIER)
 def mcd12(ctx: Context) -> list[Record]:
     """SigLIP2 B-16, blur radius 15: fraction of images whose uncertainty fell, against 75.6%."""
-    return [blur_record("MCD-12", _blurred(ctx, "siglip2_b16"), "heavy", "decreased", TIER, "siglip2_b16",
+    return [blur_record("MCD-12", _blurred(ctx, "siglip2_b16"), "heavy", "decreased", TIER, MODELS["siglip2_b16"],
                         how="PIL Gaussian blur radius 15 px before preprocessing")]
 
 
@@ -301,14 +286,14 @@ def mcd13(ctx: Context) -> list[Record]:
     """Effective rank of the per-image dropout covariance: CLIP B-32 above SigLIP2 B-16 (same images)."""
     require(ctx, list(MODELS.values()), ood_sets=())
     return [erank_record(ctx, _blurred(ctx, "clip_b32"), _blurred(ctx, "siglip2_b16"), TIER,
-                         "clip_b32 vs siglip2_b16", "CLIP", "SigLIP2")]
+                         f"{MODELS['clip_b32']} vs {MODELS['siglip2_b16']}", "CLIP", "SigLIP2")]
 
 
 @evaluates("MCD-18", TIER)
 def mcd18(ctx: Context) -> list[Record]:
     """CLIP B-32: AUROC of trace_pre for its own zero-shot errors (one prompt, the 500 images) above 0.5."""
     require(ctx, [MODELS["clip_b32"]], ood_sets=(), text=True)
-    rec = error_auroc_record(ctx, seed_run(ctx, "MCD-18"), TIER, "clip_b32")
+    rec = error_auroc_record(ctx, seed_run(ctx, "MCD-18"), TIER, MODELS["clip_b32"])
     try:
         h = harness_run(ctx, "clip_b32")
     except MissingResource as e:

@@ -5,10 +5,12 @@ import numpy as np
 from scipy import stats as sst
 
 from ... import stats as S
-from ..engine import Context, evaluates
-from ..proxy_measure import SETTINGS, all_measures
+from ..engine import Context, draws, evaluates
+from ..proxy_measure import SETTINGS, all_measures, measured
 from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
 from ..builders import blur_record, rho, erank_record, error_auroc_record, gate_record, proxy_name, rho_record
+from pathlib import Path
+from ... import figures
 
 TIER = "proxy"
 
@@ -132,3 +134,40 @@ def mcd18(ctx: Context) -> list[Record]:
     return out
 
 
+@draws("proxy reliability")
+def reliability_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """SNR, ICC and Spearman against T for every proxy model and seed."""
+    measures = measured(ctx)
+    if not measures:
+        return None
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    colours = {"softmax": "tab:blue", "sigmoid": "tab:orange"}
+    for (loss, seed), m in sorted(measures.items()):
+        ts = sorted(m.trials)
+        for ax, vals in zip(axes, figures.reliability_curves([m.trials[t] for t in ts])):
+            ax.plot(ts, vals, "o-", color=colours[loss], alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None)
+    figures.gate_axes(axes)
+    fig.suptitle("Proxy pair: reliability of trace_pre against T (blue softmax, orange sigmoid); dotted = gate")
+    return figures.save(fig, out / "reliability_vs_T_proxy.png", "Reliability against T, proxy pair (3 seeds per loss)")
+
+
+@draws("proxy blur")
+def blur_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """Per-image relative change of trace_pre under light and heavy blur, softmax vs sigmoid."""
+    measures = measured(ctx)
+    if not measures:
+        return None
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, which in zip(axes, ("light", "heavy")):
+        for loss, colour in (("softmax", "tab:blue"), ("sigmoid", "tab:orange")):
+            rel = np.concatenate([m.blurred[which] / m.uncertainty - 1 for (l_, _), m in measures.items() if l_ == loss])
+            ax.hist(np.clip(rel, -1, 2), bins=60, alpha=0.55, color=colour, density=True,
+                    label=f"{loss}: {np.mean(rel > 0):.0%} up, median {np.median(rel):+.0%}")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(f"{which} blur")
+        ax.set_xlabel("relative change of trace_pre (blurred / clean - 1)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Proxy pair: blur-induced change in MC-dropout uncertainty (all seeds pooled)")
+    return figures.save(fig, out / "blur_change_proxy.png", "Blur-induced change in uncertainty, proxy pair")

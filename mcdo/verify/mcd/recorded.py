@@ -80,6 +80,12 @@ def _figure_record(ctx: Context, claim_id: str, model: str, figure: str, name: s
     return figure_record(claim_id, TIER, model, t.pre, figure, name, fn, ctx, _config(t.pre, model, T, t.paths))
 
 
+def named(rec: Record, folder: str) -> Record:
+    """A recorded record named by the model's registry name, with the folder it came from as its variant."""
+    rec.model, rec.variant = R.registry_name(folder), f"recorded folder {folder}"
+    return rec
+
+
 def _per_model(claim_id: str, ctx: Context, one, min_T: int = 1) -> list[Record]:
     """One record per recorded model found (``one(model) -> Record``); a model whose files are absent or
     malformed gives a skipped record naming the file and the problem, and the others still run."""
@@ -88,11 +94,12 @@ def _per_model(claim_id: str, ctx: Context, one, min_T: int = 1) -> list[Record]
         if len(R.available_T(model)) < min_T:
             out.append(Record(claim_id, TIER, model, SKIPPED, reason=f"needs trial files at {min_T} values of T; "
                               f"{model} has T = {', '.join(map(str, R.available_T(model)))}"))
-            continue
-        try:
-            out.append(one(model))
-        except MissingResource as e:
-            out.append(Record(claim_id, TIER, model, SKIPPED, reason=str(e)))
+        else:
+            try:
+                out.append(one(model))
+            except MissingResource as e:
+                out.append(Record(claim_id, TIER, model, SKIPPED, reason=str(e)))
+        named(out[-1], model)
     return out
 
 
@@ -103,7 +110,7 @@ def expected_gate(model: str) -> bool | None:
 
 def _figure(claim_id: str, model: str, figure: str, name: str, fn):
     def evaluator(ctx: Context) -> list[Record]:
-        return [_figure_record(ctx, claim_id, model, figure, name, fn)]
+        return [named(_figure_record(ctx, claim_id, model, figure, name, fn), model)]
 
     evaluator.__doc__ = f"{claim_id} on the recorded tier: {name} of trace_pre over trials at the source's T, {model}."
     return evaluates(claim_id, TIER)(evaluator)
@@ -149,9 +156,10 @@ def mcd08(ctx: Context) -> list[Record]:
               f"CIFAR-100 arrays vs expected {d.expected}; the ImageNet N={n_summary} summary (no per-image arrays) "
               f"gives {summary_rho:.3f}, Fisher CI "
               f"{tuple(round(v, 3) for v in S.spearman_ci_fisher(summary_rho, n_summary))}")
-    return [Record("MCD-08", TIER, "clip_b32", d.verdict, value, ci, expected=d.expected, reason=reason + "; " + d.note,
+    return [named(Record("MCD-08", TIER, "clip_b32", d.verdict, value, ci, expected=d.expected, reason=reason + "; " + d.note,
                    config=config, details={"imagenet_summary_rho": summary_rho,
-                                           "imagenet_summary_ci": S.spearman_ci_fisher(summary_rho, n_summary)})]
+                                           "imagenet_summary_ci": S.spearman_ci_fisher(summary_rho, n_summary)}),
+                  "clip_b32")]
 
 
 def _ablation_record(claim_id: str, model: str, key: str, direction: str) -> Record:
@@ -185,12 +193,13 @@ def _ablation_record(claim_id: str, model: str, key: str, direction: str) -> Rec
 
 @evaluates("MCD-11", TIER)
 def mcd11(ctx: Context) -> list[Record]:
-    return [_ablation_record("MCD-11", "clip_b32", SOURCE["MCD-11"]["degradation"], "increased")]
+    return [named(_ablation_record("MCD-11", "clip_b32", SOURCE["MCD-11"]["degradation"], "increased"), "clip_b32")]
 
 
 @evaluates("MCD-12", TIER)
 def mcd12(ctx: Context) -> list[Record]:
-    return [_ablation_record("MCD-12", "siglip2_b16", SOURCE["MCD-12"]["degradation"], "decreased")]
+    return [named(_ablation_record("MCD-12", "siglip2_b16", SOURCE["MCD-12"]["degradation"], "decreased"),
+                  "siglip2_b16")]
 
 
 @evaluates("MCD-18", TIER)
@@ -210,10 +219,10 @@ def mcd18(ctx: Context) -> list[Record]:
     d = decide("MCD-18", "auroc", ci, TIER)
     verdict = CONSISTENT if d.verdict == REPRODUCED else d.verdict  # the source's summary AUROC, not recomputed
     reason += "; a check of the source's summary figure (no per-image arrays), not a reproduction from data"
-    return [Record("MCD-18", TIER, "clip_b32", verdict, auc, ci, expected=d.expected, reason=reason,
+    return [named(Record("MCD-18", TIER, "clip_b32", verdict, auc, ci, expected=d.expected, reason=reason,
                    config=dict(source="ablation/prelim_investigation.json (summary)", model=R.registry_name("clip_b32"),
                                n_images=n, accuracy=acc),
-                   details={"n2000_auroc": a2["trace_pre"]["auroc_error"], "n2000_ci": ci2})]
+                   details={"n2000_auroc": a2["trace_pre"]["auroc_error"], "n2000_ci": ci2}), "clip_b32")]
 
 
 def consistency_gap(x: np.ndarray) -> float:
@@ -251,19 +260,17 @@ def mcd14(ctx: Context) -> list[Record]:
     return _per_model("MCD-14", ctx, one)
 
 
-def predicted_snr(short: np.ndarray, t_short: int, t_target: int, k_target: int | None = None) -> float:
-    """SNR at ``t_target`` passes (over ``k_target`` trials) predicted from trials at ``t_short`` (the 1/T law)."""
+def _predicted_snr(short: np.ndarray, t_short: int, t_target: int, k_target: int | None = None) -> float:
     return S.predicted_snr(S.snr(short), t_short, short.shape[0], t_target, k_target)
 
 
-def passes_needed(short: np.ndarray, t_short: int) -> dict[str, float]:
-    """Passes T each gate needs under the 1/T law, from trials at ``t_short`` (stats.passes_needed)."""
+def _passes_needed(short: np.ndarray, t_short: int) -> dict[str, float]:
     return S.passes_needed(S.snr(short), t_short, short.shape[0], GATE)
 
 
 def mapping_error(x: np.ndarray) -> float:
     """Measured pairwise Spearman minus the Gaussian mapping's value from the measured ICC, on one T's trials."""
-    return float(spearman_median(x) - S.spearman_from_pearson(S.icc(x)))
+    return S.spearman_mapping_error(x)
 
 
 def predicted_figures(short: np.ndarray, t_short: int, t_target: int) -> dict[str, float]:
@@ -271,20 +278,6 @@ def predicted_figures(short: np.ndarray, t_short: int, t_target: int) -> dict[st
     recorded, ICC(1,1) by the exact identity with it, pairwise Spearman by the Gaussian mapping from ICC (whose
     error is not in this figure; ``pooled_spearman`` predicts Spearman without it)."""
     return S.predicted_gate_figures(S.snr(short), t_short, short.shape[0], t_target)
-
-
-def pooled_spearman(short: np.ndarray, m: int, partitions: int = 8, seed: int = 0) -> float:
-    """Pairwise Spearman of ``t_short * m``-pass trials predicted directly, with no distributional assumption:
-    the mean of ``m`` short trials' traces is (to O(1/T)) a trace of m times the passes, so disjoint groups of
-    ``m`` trials give trials of the long T; median over ``partitions`` fixed random partitions. Needs K >= 2m."""
-    k = short.shape[0]
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(partitions):
-        perm = rng.permutation(k)
-        groups = np.stack([short[perm[i * m:(i + 1) * m]].mean(axis=0) for i in range(k // m)])
-        vals.append(spearman_median(groups))
-    return float(np.median(vals))
 
 
 def gate_prediction(ci: tuple[float, float], threshold: float) -> str:
@@ -333,7 +326,7 @@ def mcd15_record(ctx: Context, model: str) -> Record:
     boot = dict(axis=1, n_boot=ctx.n_boot, seed=ctx.seed)
 
     def ratio(x):
-        return predicted_snr(x[:k], t_short, t_long, k_long) / S.snr(x[k:])
+        return _predicted_snr(x[:k], t_short, t_long, k_long) / S.snr(x[k:])
 
     r, ci = ratio(both), S.bootstrap_ci(ratio, both, **boot)
     readable, unreadable = _readable(ctx, model, R.available_T(model))
@@ -342,16 +335,16 @@ def mcd15_record(ctx: Context, model: str) -> Record:
     m = t_long // t_short
     if t_long % t_short == 0 and k >= 2 * m:  # Spearman predicted directly from pooled short trials
         how = f"pooled: disjoint groups of {m} T = {t_short} trials as T = {t_long} trials"
-        pred["spearman"] = pooled_spearman(short, m, seed=ctx.seed)
-        pred_ci["spearman"] = S.bootstrap_ci(lambda x: pooled_spearman(x, m, seed=ctx.seed), short,
+        pred["spearman"] = S.pooled_spearman(short, m, seed=ctx.seed)
+        pred_ci["spearman"] = S.bootstrap_ci(lambda x: S.pooled_spearman(x, m, seed=ctx.seed), short,
                                              **dict(boot, n_boot=max(100, ctx.n_boot // 5)))
         widen = 0.0
     else:  # the Gaussian mapping, its interval widened by its largest error measured at the run's shorter Ts
         widen = max(abs(mapping_error(x)) for T, x in readable.items() if T <= t_short)
         how = f"Gaussian mapping from ICC, interval widened by its largest measured error {widen:.3f}"
         pred_ci["spearman"] = (pred_ci["spearman"][0] - widen, pred_ci["spearman"][1] + widen)
-    need = passes_needed(short, t_short)
-    need_ci = {g: S.bootstrap_ci(lambda x, g=g: min(passes_needed(x, t_short)[g], 1e12), short, **boot) for g in need}
+    need = _passes_needed(short, t_short)
+    need_ci = {g: S.bootstrap_ci(lambda x, g=g: min(_passes_needed(x, t_short)[g], 1e12), short, **boot) for g in need}
     gate = S.reliability_gate(long_, GATE["spearman"], GATE["icc"], GATE["snr"])
     measured = {"snr": gate.snr, "icc": gate.icc, "spearman": gate.spearman_median}
     measured_pass = {"snr": gate.snr_pass, "icc": gate.icc_pass, "spearman": gate.spearman_pass}
@@ -373,7 +366,7 @@ def mcd15_record(ctx: Context, model: str) -> Record:
         f"[{need_ci[g][0]:.0f}, {need_ci[g][1]:.0f}]" for g in pred)
     k_note = (f"; the T = {t_short} file has {k} trials and the T = {t_long} file {k_long}: the prediction is made "
               f"for {k_long} trials" if k != k_long else "")
-    reason = (f"SNR({t_long}) predicted from T={t_short} {predicted_snr(short, t_short, t_long, k_long):.3f} vs "
+    reason = (f"SNR({t_long}) predicted from T={t_short} {_predicted_snr(short, t_short, t_long, k_long):.3f} vs "
               f"measured {S.snr(long_):.3f}: ratio {r:.3f}, 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]; {gates_text}; "
               f"Spearman {how} (the Gaussian mapping's error at T={t_short}: {mapping_error(short):+.3f}); "
               + (f"predictions that missed: {', '.join(wrong)}; " if wrong else "decisive predictions all held; ")

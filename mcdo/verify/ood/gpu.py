@@ -39,6 +39,11 @@ def bench(ctx: Context, model: str, convention: str = "seed") -> oodbench.OODRes
     return ctx.cached(f"ood-gpu/{model}" + ("" if convention == "seed" else f"/{convention}"), make)
 
 
+def computed_benches(ctx: Context) -> list[tuple[str, oodbench.OODResult]]:
+    """The benchmark passes this run computed (model, or model/convention), for the report's figure."""
+    return [(key.split("/", 1)[1], res) for key, res in sorted(ctx.memo.items()) if key.startswith("ood-gpu/")]
+
+
 def per_model(claim_id: str, models: tuple[str, ...], one) -> list[Record]:
     """One record per model; a model whose prerequisites are missing skips its own record only."""
     out = []

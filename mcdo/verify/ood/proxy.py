@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ood
-from ..engine import Context, evaluates
+from ..engine import Context, draws, evaluates
 from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
+from pathlib import Path
+from ... import figures
+
+
+_MEMO = "ood/proxy-sigmoid/{seed}"  # where a run keeps the sigmoid proxy's cosines
 
 
 def _ood_sets(size: int = 32, n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,7 +66,7 @@ def _proxy_ood_table(ctx: Context, seed: int) -> dict:
             sets = {name: cosines(imgs) for name, imgs in ctx.cached("ood/bundled", _ood_sets).items()}
         return dict(scale=enc.logit_scale, bias=enc.logit_bias, cos_id=cos_id, sets=sets)
 
-    return ctx.cached(f"ood/proxy-sigmoid/{seed}", make)
+    return ctx.cached(_MEMO.format(seed=seed), make)
 
 
 def _proxy_result(ctx: Context, seed: int):
@@ -103,7 +108,7 @@ def ood08(ctx: Context) -> list[Record]:
     res = _proxy_result(ctx, 0)
     table = res.table()
     cells = [v for per in table.values() for m in per.values() for v in m.values()]
-    complete = all(np.isfinite(cells)) and len(cells) == len(ood.SCORES) * (len(res.sets) + 1) * 3
+    complete = all(np.isfinite(cells)) and len(cells) == len(ood.OOD_SCORES) * (len(res.sets) + 1) * 3
     lines = "; ".join(f"{sc}: " + ", ".join(f"{name} AUROC {m['auroc']:.3f} FPR95 {m['fpr95']:.3f}"
                                              for name, m in per.items() if name != "mean")
                       + f" (mean AUROC {per['mean']['auroc']:.3f})" for sc, per in table.items())
@@ -112,3 +117,38 @@ def ood08(ctx: Context) -> list[Record]:
                    expected="a complete per-set table for every scoring (measured: mean AUROC of sigmoid MCM, "
                    "bootstrap CI over images within each set)", reason=lines,
                    config=dict(model="proxy-sigmoid", seed=0), details={"table": table})]
+
+
+@draws("ood scores")
+def ood_scores_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """Score distributions, ID against each OOD set, softmax vs sigmoid MCM, for every OOD pass of the run."""
+    from ...oodbench import from_cosines
+    from .gpu import computed_benches
+
+    results = []
+    t = ctx.memo.get(_MEMO.format(seed=0))
+    if t:
+        results.append(("proxy-sigmoid seed 0", from_cosines("proxy", t["cos_id"], t["sets"], t["scale"], t["bias"])))
+    results += computed_benches(ctx)
+    if not results:
+        return None
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.2 * len(results)), squeeze=False)
+    for row, (name, res) in zip(axes, results):
+        table = res.table()
+        for ax, sc in zip(row, ("softmax", "sigmoid")):
+            if sc not in res.id_scores:
+                ax.set_axis_off()
+                ax.set_title(f"{name}: no logit_bias, no sigmoid MCM")
+                continue
+            everything = np.concatenate([res.id_scores[sc], *res.ood_scores[sc].values()])
+            bins = np.linspace(everything.min(), everything.max(), 50)
+            ax.hist(res.id_scores[sc], bins=bins, density=True, color="k", alpha=0.35, label="in distribution")
+            for set_name, s in res.ood_scores[sc].items():
+                ax.hist(s, bins=bins, density=True, histtype="step", lw=1.3,
+                        label=f"{set_name}: AUROC {table[sc][set_name]['auroc']:.3f}")
+            ax.set_title(f"{name}: {sc} MCM (mean AUROC {table[sc]['mean']['auroc']:.3f})", fontsize=9)
+            ax.set_xlabel(f"{sc} MCM score")
+            ax.legend(fontsize=7)
+    fig.suptitle("OOD scores: in-distribution against each OOD set (higher = more in distribution)")
+    return figures.save(fig, out / "ood_scores.png", "OOD score distributions, softmax vs sigmoid MCM")

@@ -34,25 +34,21 @@ PRB04_SETTINGS = dict(folds=10, alpha=6.0, metric="accuracy", folder=f"MCDO_DATA
 
 def _probe_require(ctx: Context):
     """A GPU, the three models' weights and the folder: everything missing named at once; else the folder."""
-    from ... import env
     from ...errors import MissingResource
     from ...probe import pipeline
-    from ..prerequisites import Ready, gpu_and_files, missing_files
+    from ..prerequisites import ensure_ready, missing_files
 
-    missing, how = gpu_and_files(ctx, [f for m in PRB04_MODELS for f in missing_files(ctx, m)])
-    data = None
-    try:
-        root = env.data_root()
-        data = ctx.cached(f"prb-data/{root}", lambda: pipeline.folder(root / PROBE_FOLDER))
-    except MissingResource as e:
-        missing.append(f"the probe folder {PRB04_SETTINGS['folder']} (the seed's otolith images, one folder per age)"
-                       + (": MCDO_DATA_ROOT is unset" if "MCDO_DATA_ROOT is unset" in e.what else f": {e.what}"))
-        how.append("put one sub-folder per label (integer ages make it ordinal) under MCDO_DATA_ROOT/" + PROBE_FOLDER)
-    if missing:
-        raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
-    if ctx.dry_run:
-        raise Ready(", ".join([*PRB04_MODELS, PRB04_SETTINGS["folder"]]))
-    return data
+    what = f"the probe folder {PRB04_SETTINGS['folder']} (the seed's otolith images, one folder per age)"
+    layout = "put one sub-folder per label (integer ages make it ordinal) under MCDO_DATA_ROOT/" + PROBE_FOLDER
+
+    def find(root):
+        try:
+            return pipeline.folder(root / PROBE_FOLDER)
+        except MissingResource as e:
+            raise MissingResource(f"{what}: {e.what}", layout) from e
+
+    return ensure_ready(ctx, [f for m in PRB04_MODELS for f in missing_files(ctx, m)], {what: find},
+                 ", ".join([*PRB04_MODELS, PRB04_SETTINGS["folder"]]), how_data=layout)[what]
 
 
 def prb04_comparison(ctx: Context):

@@ -14,11 +14,13 @@ import numpy as np
 from ...models import load
 from ...probe import cv, pipeline
 from ...stats import mean_t_ci
-from ..engine import Context, evaluates
+from ..engine import Context, draws, evaluates
 from ..records import Record, decide
+from pathlib import Path
 
 TIER = "proxy"
 SETTINGS = dict(seeds=(0, 1, 2), n_images=1000, data_seed=13, folds=10, alpha=cv.RIDGE_ALPHA, metric="accuracy")
+_MEMO = "prb/proxy/{seed}"  # where a run keeps a seed's results (for the report's figure)
 
 
 def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
@@ -32,7 +34,7 @@ def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
                                                                       progress=ctx.progress), data)
         return pipeline.run(feats, data, readable, s["folds"], seed=ctx.seed + seed, alpha=s["alpha"])
 
-    return ctx.cached(f"prb/proxy/{seed}", make)
+    return ctx.cached(_MEMO.format(seed=seed), make)
 
 
 
@@ -64,3 +66,15 @@ def prb04(ctx: Context) -> list[Record]:
                           reason=f"accuracy difference per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t interval "
                                  f"over {len(diffs)} seeds", config=dict(seeds=list(s["seeds"]), probe=probe)))
     return out
+
+
+@draws("probes")
+def probes_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
+    """Per-fold probe accuracy of both proxies' frozen features, seed 0 (PRB-04)."""
+    from ...probe.pipeline import bar_chart
+
+    comp = ctx.memo.get(_MEMO.format(seed=0))
+    if comp is None:
+        return None
+    bar_chart(comp, out / "probe_proxy.png")
+    return "Frozen-feature probes on the proxies, seed 0 (PRB-04)", "probe_proxy.png"

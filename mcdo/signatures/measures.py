@@ -27,7 +27,7 @@ import numpy as np
 AXES = ("vector", "dimension")
 
 
-def kurtosis(acts: np.ndarray, axis: str = "vector") -> np.ndarray:
+def activation_kurtosis(acts: np.ndarray, axis: str = "vector") -> np.ndarray:
     """Pearson kurtosis (population moments; 3 for a Gaussian) of each activation vector across its components
     (``axis="vector"``: one value per image) or of each dimension across images (``axis="dimension"``)."""
     if axis not in AXES:
