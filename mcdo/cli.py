@@ -104,7 +104,7 @@ def _ood(args: argparse.Namespace) -> int:
     from .errors import MissingResource
     from .models import get_spec, load
     from .ood import OOD_SCORES
-    from .io import jsonable
+    from .io import config_stem, jsonable, tool_config, write_text_atomic
 
     sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
     if args.use_sigmoid:  # the seed's flag: sigmoid MCM
@@ -147,14 +147,15 @@ def _ood(args: argparse.Namespace) -> int:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = enc.spec.name + ("-random" if args.random_weights else "")
+    stem = config_stem(f"{enc.spec.name}-{res.convention}" + ("-random" if args.random_weights else ""),
+                       tool_config(args))
     rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, backend=enc.backend, score=sc, ood_set=name,
                  convention=res.convention, **metrics,
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
                  temperature=res.temperature, commit=env.git_commit(), config=res.config)
             for sc, per in res.table().items() for name, metrics in per.items()]
-    (out / f"{stem}.jsonl").write_text("".join(json.dumps(jsonable(r)) + "\n" for r in rows))
-    (out / f"{stem}.md").write_text(f"# mcdo ood: {stem}\n\n{text}\n")
+    write_text_atomic(out / f"{stem}.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
+    write_text_atomic(out / f"{stem}.md", f"# mcdo ood: {stem}\n\n{text}\n")
     print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
     return 0
 

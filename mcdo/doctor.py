@@ -38,7 +38,20 @@ def _machine() -> list[str]:
             + ("allowed (MCDO_ALLOW_DOWNLOAD=1)" if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1"
                else "off: set MCDO_ALLOW_DOWNLOAD=1 once on a machine with network to fetch what is missing"),
             f"SigLIP tokenizer libraries: {spm}",
-            f"MCDO_DEVICE: {os.environ.get('MCDO_DEVICE') or '(unset: cuda when visible, else cpu)'}"]
+            f"MCDO_DEVICE: {os.environ.get('MCDO_DEVICE') or '(unset: cuda when visible, else cpu)'}"
+            + _setting(env.device),
+            f"MCDO_CACHE_DIR: {os.environ.get('MCDO_CACHE_DIR') or '(unset: ~/.cache/mcdo)'}" + _setting(env.cache_dir),
+            f"MCDO_SIGLIP2_BACKEND: {os.environ.get('MCDO_SIGLIP2_BACKEND') or '(unset: open_clip)'}"
+            + _setting(lambda: resolve_backend(REGISTRY["siglip2-vit-b-16"], None))]
+
+
+def _setting(check) -> str:
+    """'' when a setting is usable here, else ' -- BAD: <why and what to do>' (doctor reports, never raises)."""
+    try:
+        check()
+    except (ValueError, OSError) as e:
+        return f" -- BAD: {e}"
+    return ""
 
 
 def _models() -> list[str]:
@@ -46,7 +59,11 @@ def _models() -> list[str]:
     for spec in REGISTRY.values():
         if spec.family == "proxy" or spec.tiny:
             continue
-        backend = resolve_backend(spec, None)
+        try:
+            backend = resolve_backend(spec, None)
+        except ValueError as e:  # a bad MCDO_SIGLIP2_BACKEND: said once per model, the rest still listed
+            out.append(f"BAD     {spec.name}: {e}")
+            continue
         files = needed_files(spec, backend)
         ok = all(n.present for n in files)
         out.append(f"{'ok     ' if ok else 'MISSING'} {spec.name} [{backend}]")
@@ -99,6 +116,9 @@ def claim_status(ctx: engine.Context | None = None) -> dict[str, str]:
             records = engine.evaluate(claim_id, tier, ctx)
         except Ready:
             out[claim_id] = "ready"
+            continue
+        except (ValueError, OSError) as e:  # a bad setting (MCDO_SIGLIP2_BACKEND, MCDO_DEVICE, ...): say it, go on
+            out[claim_id] = f"cannot check: {e}"
             continue
         reasons = {r.model: r.details.get("missing", r.reason) for r in records}  # what is missing, not how
         if all(v.startswith("ready") for v in reasons.values()):

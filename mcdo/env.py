@@ -81,19 +81,29 @@ def check_device(value: str, setting: str = "MCDO_DEVICE") -> str:
             raise SettingError(f"{setting}={value!r} but no CUDA GPU is visible here: use cpu, or run on a GPU machine")
         if dev.index is not None and dev.index >= n:
             raise SettingError(f"{setting}={value!r} but only {n} CUDA device(s) are visible (cuda:0..cuda:{n - 1})")
-    elif dev.type not in ("cpu", "mps"):
-        raise SettingError(f"{setting}={value!r}: mcdo runs on cpu or cuda")
+    elif dev.type != "cpu":  # mps and others: the sampler's fast paths and bf16 rules are written for CPU and CUDA
+        raise SettingError(f"{setting}={value!r}: mcdo runs on cpu or cuda (not {dev.type})")
     return value
 
 
 def device() -> str:
-    """Torch device: ``MCDO_DEVICE`` (checked) or CUDA when available, else CPU."""
+    """Torch device: ``MCDO_DEVICE`` (checked), else CUDA when available (under torchrun, the GPU of this process's
+    ``LOCAL_RANK``, so the ranks of one machine do not all share GPU 0), else CPU."""
     value = os.environ.get("MCDO_DEVICE")
     if value:
         return check_device(value)
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = os.environ.get("LOCAL_RANK")
+    if local is None:
+        return "cuda"
+    try:
+        index = int(local)
+    except ValueError:
+        raise SettingError(f"LOCAL_RANK={local!r} is not an integer (torchrun sets it to the process's local rank)")
+    return check_device(f"cuda:{index % torch.cuda.device_count()}", "LOCAL_RANK")
 
 
 def default_workers(cap: int = 4) -> int:

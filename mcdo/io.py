@@ -107,3 +107,26 @@ def read_cache(path: Path | str, load: Callable[[Path], T], what: str, remove: b
         if remove:
             path.unlink(missing_ok=True)
         return None
+
+
+def config_stem(name: str, config: dict) -> str:
+    """A report's file stem: a readable name and a hash of the configuration that produced it (paths resolved),
+    so runs with other options, or of two folders with the same name, write beside each other, never over."""
+    import hashlib
+    import json
+    import re
+
+    def resolved(v):
+        if isinstance(v, str) and v and os.path.exists(os.path.expanduser(v)):
+            return os.path.realpath(os.path.expanduser(v))
+        return v
+
+    canon = {k: resolved(v) for k, v in sorted(config.items())}
+    digest = hashlib.sha256(json.dumps(jsonable(canon), sort_keys=True).encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.") or "run"
+    return f"{readable}-{digest}"
+
+
+def tool_config(args) -> dict:
+    """The options of a tool's command line that determine its results (output and verbosity left out)."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "quiet", "func", "command") and not callable(v)}

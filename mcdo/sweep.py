@@ -13,6 +13,7 @@ SLURM_ARRAY_TASK_COUNT (or MIN / MAX), else one shard. Shard i runs cells i, i +
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -52,8 +53,22 @@ def grid(models, ps, Ts, modes, datasets) -> list[Cell]:
     return sorted(Cell(m, float(p), int(t), mo, d) for m, p, t, mo, d in product(models, ps, Ts, modes, datasets))
 
 
+def _int(env: dict, name: str, default: int | None = None) -> int:
+    """An integer launcher variable, or a ValueError naming it."""
+    if name not in env:
+        if default is not None:
+            return default
+        raise ValueError(f"{name} is not set (the launcher sets it): set it, or give --shard i/n")
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ValueError(f"{name}={env[name]!r} is not an integer: fix the launcher, or give --shard i/n") from None
+
+
 def shard_of(spec: str | None = None, environ: dict | None = None) -> tuple[int, int, str]:
-    """``(index, count, source)`` of this process's shard."""
+    """``(index, count, source)`` of this process's shard: ``--shard i/n``, else torchrun's RANK / WORLD_SIZE, else
+    a Slurm array (the task's position in MIN, MIN + STEP, ..., so ``--array=0-12:4`` gives shards 0..3 of 4),
+    else one shard. A value that is missing or not a number is named."""
     env = os.environ if environ is None else environ
     if spec:
         try:
@@ -61,14 +76,17 @@ def shard_of(spec: str | None = None, environ: dict | None = None) -> tuple[int,
         except ValueError:
             raise ValueError(f"--shard takes i/n (0-based, e.g. 0/4), got {spec!r}") from None
         source = "--shard"
-    elif "WORLD_SIZE" in env and "RANK" in env:
-        i, n, source = int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun (RANK / WORLD_SIZE)"
+    elif "WORLD_SIZE" in env or "RANK" in env:
+        i, n, source = _int(env, "RANK"), _int(env, "WORLD_SIZE"), "torchrun (RANK / WORLD_SIZE)"
     elif "SLURM_ARRAY_TASK_ID" in env:
-        task = int(env["SLURM_ARRAY_TASK_ID"])
-        lo = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-        n = int(env["SLURM_ARRAY_TASK_COUNT"]) if "SLURM_ARRAY_TASK_COUNT" in env else \
-            int(env["SLURM_ARRAY_TASK_MAX"]) - lo + 1
-        i, source = task - lo, "Slurm array"
+        task, lo = _int(env, "SLURM_ARRAY_TASK_ID"), _int(env, "SLURM_ARRAY_TASK_MIN", 0)
+        step = max(1, _int(env, "SLURM_ARRAY_TASK_STEP", 1))
+        n = _int(env, "SLURM_ARRAY_TASK_COUNT") if "SLURM_ARRAY_TASK_COUNT" in env else \
+            (_int(env, "SLURM_ARRAY_TASK_MAX") - lo) // step + 1
+        if (task - lo) % step:
+            raise ValueError(f"Slurm array task {task} is not on MIN {lo} + k * STEP {step} (an array given as a "
+                             "list): give each task --shard i/n")
+        i, source = (task - lo) // step, f"Slurm array (task {task}, min {lo}, step {step}, {n} tasks)"
     else:
         i, n, source = 0, 1, "one shard"
     if not 0 <= i < n:
@@ -128,50 +146,127 @@ def _images(data: str, enc, n_images: int):
     return torch.stack(out)
 
 
-def run_cell(cell: Cell, out: Path, trials: int, n_images: int, seed: int = 0, random_weights: bool = False) -> dict:
-    """Run one cell and write its result file; returns the result."""
+@dataclass(frozen=True)
+class Settings:
+    """What every cell of a run shares: trials, images, the seed, random weights or the real ones."""
+
+    trials: int = 5
+    n_images: int = 200
+    seed: int = 0
+    random_weights: bool = False
+
+    def check(self) -> None:
+        if self.trials < 2:
+            raise ValueError(f"--trials {self.trials}: the reliability figures compare trials, so at least 2")
+        if self.n_images < 2:
+            raise ValueError(f"--n-images {self.n_images}: the figures rank images, so at least 2")
+
+
+def cell_key(cell: Cell, settings: Settings) -> dict:
+    """Everything that determines a cell's result: the grid point with its data folder resolved (two folders named
+    alike are two cells), the run's settings, the backend that builds the model and the sampler's version. A result
+    file is reused only when it holds this same key; the weights' fingerprint is stored beside it."""
+    from .models.encoder import resolve_backend
+    from .models.registry import get_spec
+    from .sampling import SAMPLER_VERSION
+
+    data = WORLD if cell.data == WORLD else os.path.realpath(os.path.expanduser(cell.data))
+    return dict(model=cell.model, p=cell.p, T=cell.T, mode=cell.mode, data=data, trials=settings.trials,
+                n_images=settings.n_images, seed=settings.seed, random_weights=settings.random_weights,
+                backend=resolve_backend(get_spec(cell.model), None), sampler=SAMPLER_VERSION)
+
+
+def cell_path(out: Path, cell: Cell, settings: Settings) -> Path:
+    """``out/cells/<readable id>-<hash of the key>.json``: a run with other settings writes other files."""
+    digest = hashlib.sha256(json.dumps(cell_key(cell, settings), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(out) / "cells" / f"{cell.id}-{digest}.json"
+
+
+def validate(cells: list[Cell], settings: Settings) -> None:
+    """Refuse a grid that cannot run before any work: the settings, and every data folder readable as a labelled
+    folder (the world needs none)."""
+    from .data.folders import class_folder
+
+    settings.check()
+    for data in sorted({c.data for c in cells} - {WORLD}):
+        class_folder(data)  # MissingData naming the folder and what it needs
+
+
+def run_cell(cell: Cell, out: Path, settings: Settings) -> dict:
+    """Run one cell and write its result file (atomically); returns the result."""
     from . import env
     from .reliability import run_trials
+    from .sampling import weights_fingerprint
     from .zeroshot import model_cache_id
 
-    enc = _encoder(cell.model, random_weights, seed)
-    x = _inputs(cell.model, random_weights, seed, cell.data, n_images)
-    traces = run_trials(enc.vision_tower, x, [1000 * seed + k for k in range(trials)], T=cell.T, p=cell.p,
+    s = settings
+    enc = _encoder(cell.model, s.random_weights, s.seed)
+    x = _inputs(cell.model, s.random_weights, s.seed, cell.data, s.n_images)
+    if x.shape[0] < 2:
+        raise ValueError(f"{x.shape[0]} readable images in {cell.data}: the figures need at least 2")
+    traces = run_trials(enc.vision_tower, x, [1000 * s.seed + k for k in range(s.trials)], T=cell.T, p=cell.p,
                         mode=cell.mode, progress=False, model_name=model_cache_id(enc),
                         cache_dir=env.cache_dir() / "samples").traces
     gate = S.reliability_gate(traces)
-    result = dict(cell=asdict(cell), id=cell.id, trials=trials, n_images=int(x.shape[0]), seed=seed,
-                  random_weights=random_weights, gate=gate.as_dict(), mean_trace=float(traces.mean()),
-                  traces=traces.tolist())
-    write_text_atomic(out / "cells" / f"{cell.id}.json", json.dumps(result) + "\n")
+    path = cell_path(out, cell, s)
+    result = dict(cell=asdict(cell), id=path.stem, key=cell_key(cell, s), weights=weights_fingerprint(enc.model),
+                  trials=s.trials, n_images=int(x.shape[0]), seed=s.seed, random_weights=s.random_weights,
+                  gate=gate.as_dict(), mean_trace=float(traces.mean()), traces=traces.tolist())
+    write_text_atomic(path, json.dumps(result) + "\n")
+    (Path(out) / "failed" / path.name).unlink(missing_ok=True)
     return result
 
 
-def run(cells: list[Cell], out: Path, trials: int, n_images: int, seed: int = 0, random_weights: bool = False,
-        skip_existing: bool = True, progress: bool = True) -> list[str]:
-    """Run this shard's cells (those without a result file when ``skip_existing``); returns the ids run."""
+_RESULT_KEYS = {"cell", "id", "key", "trials", "n_images", "gate"}
+_GATE_KEYS = {"snr", "icc", "spearman_median", "passed"}
+
+
+def read_result(path: Path, key: dict | None = None) -> dict | None:
+    """A finished cell's result, or None when there is none, it cannot be read, it is not a result (``[]``, ``{}``)
+    or it holds another key (other settings, data or backend): a warning names it and the cell is run again."""
+    import warnings
+
+    if not path.is_file():
+        return None
+    try:
+        r = json.loads(path.read_text())
+        if not isinstance(r, dict) or not _RESULT_KEYS <= set(r) or not _GATE_KEYS <= set(r["gate"]):
+            raise ValueError(f"not a cell result (keys {sorted(r) if isinstance(r, dict) else type(r).__name__})")
+    except (OSError, ValueError, TypeError) as e:
+        warnings.warn(f"sweep result {path} cannot be used ({e}); its cell is run again", stacklevel=2)
+        return None
+    if key is not None and r["key"] != key:
+        warnings.warn(f"sweep result {path} holds other settings; its cell is run again", stacklevel=2)
+        return None
+    return r
+
+
+def run(cells: list[Cell], out: Path, settings: Settings, skip_existing: bool = True, progress: bool = True
+        ) -> tuple[list[str], dict[str, str]]:
+    """Run this shard's cells (those without a valid result of these settings when ``skip_existing``): the ids
+    run, and the cells that failed with why (each failure written to ``out/failed/``; the others still run)."""
     from tqdm.auto import tqdm
 
-    done = []
+    validate(cells, settings)
+    done, failed = [], {}
     for cell in tqdm(cells, desc="sweep cells", unit="cell", disable=not progress):
-        if skip_existing and (out / "cells" / f"{cell.id}.json").is_file():
+        path = cell_path(out, cell, settings)
+        if skip_existing and read_result(path, cell_key(cell, settings)) is not None:
             continue
-        run_cell(cell, out, trials, n_images, seed, random_weights)
-        done.append(cell.id)
-    return done
+        try:
+            run_cell(cell, out, settings)
+        except Exception as e:  # one bad cell (no weights, unreadable data) fails alone, with its reason
+            why = f"{type(e).__name__}: {e}"
+            failed[path.stem] = why
+            write_text_atomic(Path(out) / "failed" / path.name, json.dumps(dict(cell=asdict(cell), reason=why)) + "\n")
+            continue
+        done.append(path.stem)
+    return done, failed
 
 
 def load_results(out: Path) -> list[dict]:
-    """Every finished cell's result (a file that cannot be read is skipped, named by a warning)."""
-    import warnings
-
-    res = []
-    for path in sorted((out / "cells").glob("*.json")):
-        try:
-            res.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as e:
-            warnings.warn(f"sweep result {path} cannot be read ({e}); rerun its cell", stacklevel=2)
-    return res
+    """Every usable finished cell's result under ``out`` (a file that cannot be used is named by a warning)."""
+    return [r for path in sorted((Path(out) / "cells").glob("*.json")) if (r := read_result(path)) is not None]
 
 
 def t_needed(snr: float, T: int, k: int) -> float:
@@ -180,27 +275,52 @@ def t_needed(snr: float, T: int, k: int) -> float:
     return S.passes_needed(snr, T, k)["snr"] if snr == snr else float("nan")
 
 
-def aggregate(out: Path, cells: list[Cell] | None = None) -> str:
-    """The report of a sweep: one row per finished cell (gate figures, the T the SNR gate needs), the cells still
-    missing, and a figure of SNR and ICC against T per (model, p, mode, data). Written to ``out/sweep.md``."""
-    res = load_results(out)
-    lines = ["| model | p | T | mode | data | SNR | ICC | Spearman | gate | T for SNR 2 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted(res, key=lambda r: tuple(r["cell"].values())):
+def aggregate(out: Path, cells: list[Cell] | None = None, settings: Settings | None = None) -> str:
+    """The report of a sweep: one row per finished cell of the grid with these settings (trials, images, the gate
+    figures, the T the SNR gate needs), the cells still missing, the cells that failed with why, and a figure of
+    SNR and ICC against T per (model, p, mode, data). Written atomically to ``out/sweep.md``. Without ``cells``,
+    every usable result in the folder."""
+    out = Path(out)
+    if cells is None:
+        res = load_results(out)
+        wanted = {}
+    else:
+        settings = settings or Settings()
+        wanted = {cell_path(out, c, settings).stem: c for c in cells}
+        res = [r for stem, c in wanted.items()
+               if (r := read_result(out / "cells" / f"{stem}.json", cell_key(c, settings))) is not None]
+    lines = ["| model | p | T | mode | data | trials | images | SNR | ICC | Spearman | gate | T for SNR 2 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(res, key=lambda r: tuple(str(v) for v in r["cell"].values())):
         c, g = r["cell"], r["gate"]
-        lines.append(f"| {c['model']} | {c['p']:g} | {c['T']} | {c['mode']} | {Path(c['data']).name} | {g['snr']:.2f} "
-                     f"| {g['icc']:.3f} | {g['spearman_median']:.3f} | {'pass' if g['passed'] else 'fail'} "
-                     f"| {t_needed(g['snr'], c['T'], r['trials']):.0f} |")
-    missing = sorted({c.id for c in cells or []} - {r["id"] for r in res})
+        lines.append(f"| {c['model']} | {c['p']:g} | {c['T']} | {c['mode']} | {_data_name(r)} | {r['trials']} | "
+                     f"{r['n_images']} | {g['snr']:.2f} | {g['icc']:.3f} | {g['spearman_median']:.3f} | "
+                     f"{'pass' if g['passed'] else 'fail'} | {t_needed(g['snr'], c['T'], r['trials']):.0f} |")
+    finished = {r["id"] for r in res}
+    failed = {}
+    for path in sorted((out / "failed").glob("*.json")):
+        try:
+            failed[path.stem] = json.loads(path.read_text())["reason"]
+        except (OSError, ValueError, KeyError, TypeError):
+            failed[path.stem] = "its failure file cannot be read"
+    failed = {k: v for k, v in failed.items() if (not wanted or k in wanted) and k not in finished}
+    missing = sorted(set(wanted) - finished - set(failed))
     if missing:
         lines += ["", f"{len(missing)} cells not finished: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10
                                                                                        else "")]
+    if failed:
+        lines += ["", f"{len(failed)} cells failed (rerun to retry):"] + [f"- {k}: {v}" for k, v in failed.items()]
     text = "\n".join(lines)
     if res:
         _figure(res, out / "sweep_reliability.png")
         text += "\n\n![SNR and ICC against T](sweep_reliability.png)"
-    (out / "sweep.md").write_text("# mcdo sweep\n\n" + text + "\n")
+    write_text_atomic(out / "sweep.md", "# mcdo sweep\n\n" + text + "\n")
     return text
+
+
+def _data_name(r: dict) -> str:
+    data = r.get("key", r["cell"])["data"]
+    return WORLD if data == WORLD else f"{Path(data).name} ({data})"
 
 
 def _figure(res: list[dict], path: Path) -> None:
@@ -212,7 +332,7 @@ def _figure(res: list[dict], path: Path) -> None:
     groups: dict[tuple, list] = {}
     for r in res:
         c = r["cell"]
-        groups.setdefault((c["model"], c["p"], c["mode"], Path(c["data"]).name), []).append(r)
+        groups.setdefault((c["model"], c["p"], c["mode"], _data_name(r)), []).append(r)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for key, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["cell"]["T"])

@@ -47,18 +47,19 @@ def run(args: argparse.Namespace) -> int:
         for m in args.models:
             get_spec(m)
         cells = sweep.grid(args.models, args.p, args.T, args.modes, args.data)
+        settings = sweep.Settings(args.trials, args.n_images, args.seed, args.random_weights)
         i, n, source = sweep.shard_of(args.shard)
+        failed = {}
         if not args.aggregate_only:
             mine = sweep.mine(cells, i, n)
             if not args.quiet:
                 print(f"shard {i}/{n} ({source}): {len(mine)} of {len(cells)} cells")
-            ran = sweep.run(mine, out, args.trials, args.n_images, args.seed, args.random_weights,
-                            args.skip_existing, progress=not args.quiet)
+            ran, failed = sweep.run(mine, out, settings, args.skip_existing, progress=not args.quiet)
             if not args.quiet:
-                print(f"ran {len(ran)} cells, {len(mine) - len(ran)} already done")
+                print(f"ran {len(ran)} cells, {len(failed)} failed, {len(mine) - len(ran) - len(failed)} already done")
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo sweep: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
-    print(sweep.aggregate(out, cells))
+    print(sweep.aggregate(out, cells, settings))
     print(f"wrote {out / 'sweep.md'}")
-    return 0
+    return 1 if failed else 0

@@ -111,7 +111,7 @@ def test_mcdo_bayes_command(tmp_path, capsys):
     rc = main(["bayes", "--model", "tiny-clip", "--random-weights", "--hessian-data", str(root / "bayes-hessian"),
                "--eval-data", str(root / "food-101"), "--out", str(tmp_path / "out"), "--quiet", "--class-batch", "9"])
     out = capsys.readouterr().out
-    assert rc == 0 and "ece20" in out and (tmp_path / "out" / "tiny-clip-random-reliability.png").is_file()
+    assert rc == 0 and "ece20" in out and len(list((tmp_path / "out").glob("tiny-clip-random-*-reliability.png"))) == 1
     assert main(["bayes", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "none")]) == 2
@@ -133,3 +133,31 @@ def test_overhead_is_counted_in_operations_not_seconds():
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         count_flops(lambda: a @ b)
     assert count_flops(lambda: (a @ b) @ torch.randn(3, 4))[0] == 2 * 7 * 5 * 3 + 2 * 7 * 3 * 4
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--class-batch", "-1"], "--class-batch"), (["--pseudo-count", "0"], "--pseudo-count"),
+    (["--pseudo-count", "-5"], "--pseudo-count"), (["--bins", "0"], "--bins"), (["--prompt", "a photo"], "--prompt"),
+    (["--bs", "0"], "--bs")], ids=["class-batch", "pseudo-count-0", "pseudo-count-neg", "bins", "prompt", "bs"])
+def test_options_that_would_report_perfect_calibration_are_refused(args, named, capsys):
+    """Issue 20: a zeroed Hessian (class batch -1, pseudo-count 0), zero bins or a prompt without {} gave uniform
+    probabilities or ECE 0, read as perfect calibration."""
+    from mcdo.cli import main
+
+    assert main(["bayes", "--model", "tiny-clip", "--random-weights", *args]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_one_class_or_empty_class_folder_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    from mcdo.cli import main
+
+    one = tmp_path / "one"
+    (one / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(one / "cat" / "0.png")
+    assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(one)]) == 2
+    assert "1 class" in capsys.readouterr().err
+    (one / "dog").mkdir()
+    assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(one)]) == 2
+    assert "no image: dog" in capsys.readouterr().err

@@ -290,7 +290,7 @@ def test_unreadable_files_are_named(data_root, tmp_path, capsys):
     rc = cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(data_root), "--quiet",
                    "--bs", "4", "--ood-dataset", "SUN", "--out", str(tmp_path)])
     assert rc == 0 and "broken.JPEG" in capsys.readouterr().out
-    row = json.loads((tmp_path / "tiny-clip-random.jsonl").read_text().splitlines()[0])
+    row = json.loads(next(tmp_path.glob("tiny-clip-seed-random-*.jsonl")).read_text().splitlines()[0])
     assert any(p.endswith("broken.JPEG") for p in row["config"]["unreadable_files"]["ImageNet-1k val"])
 
 
@@ -332,3 +332,18 @@ def test_weights_fingerprint_follows_in_place_changes():
         tower.proj.sub_(1e-3)
     fresh = random_encoder("tiny-clip").vision_tower  # same weights, another module
     assert weights_fingerprint(fresh) == weights_fingerprint(random_encoder("tiny-clip").vision_tower)
+
+
+def test_doctor_flags_bad_settings_instead_of_crashing(monkeypatch, tmp_path):
+    """Issue 20: doctor did not flag a bad MCDO_DEVICE or cache folder and crashed on a bad MCDO_SIGLIP2_BACKEND."""
+    from mcdo import doctor
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MCDO_DEVICE", "mps")
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(blocker))
+    monkeypatch.setenv("MCDO_SIGLIP2_BACKEND", "nope")
+    text = doctor.report()
+    for setting in ("MCDO_DEVICE", "MCDO_CACHE_DIR", "MCDO_SIGLIP2_BACKEND"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(setting))
+        assert "BAD" in line, line

@@ -285,7 +285,7 @@ def test_ood_command(data_root, tmp_path, capsys):
     assert rc == 0
     assert "| iNaturalist |" in text and "| Textures |" in text and "| mean |" in text and "sigmoid AUROC" in text
     assert "unreadable files skipped: ImageNet-1k val 1" in text
-    rows = [json.loads(line) for line in (out / "tiny-siglip-random.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in _report(out, "tiny-siglip").read_text().splitlines()]
     assert {(r["score"], r["ood_set"]) for r in rows} == {(s, n) for s in ("softmax", "sigmoid", "energy", "max_logit")
                                                           for n in ("iNaturalist", "Textures", "mean")}
     mean = next(r for r in rows if r["score"] == "sigmoid" and r["ood_set"] == "mean")
@@ -295,8 +295,10 @@ def test_ood_command(data_root, tmp_path, capsys):
     rc = cli.main(["ood", "--model", "tiny-siglip", "--random-weights", "--data-root", str(data_root), "--bs", "4",
                    "--workers", "0", "--ood-dataset", "SUN", "--use_sigmoid", "--out", str(out), "--quiet"])
     assert rc == 0 and "sigmoid AUROC" in capsys.readouterr().out
-    sig = [json.loads(line) for line in (out / "tiny-siglip-random.jsonl").read_text().splitlines()]
+    sig = [json.loads(line) for line in _report(out, "tiny-siglip").read_text().splitlines()]
     assert {r["score"] for r in sig} == {"sigmoid"} and sig[0]["convention"] == "seed"
+    # issue 20: a run with other options no longer overwrites the first one's report
+    assert len(list(out.glob("tiny-siglip-seed-random-*.jsonl"))) == 2 and len(list(out.glob("*.md"))) == 2
     assert cli.main(["ood", "--model", "no-such-model", "--data-root", str(data_root), "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(tmp_path), "--quiet"]) == 2
@@ -304,3 +306,9 @@ def test_ood_command(data_root, tmp_path, capsys):
     with pytest.raises(SystemExit, match="no logit_bias"):
         cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--score", "sigmoid", "--data-root",
                   str(data_root), "--quiet"])
+
+
+def _report(out, model):
+    """The newest ood report of ``model`` in ``out`` (reports are named by model, convention and a hash of the
+    options, so runs with other options sit beside each other)."""
+    return max(out.glob(f"{model}-*-random-*.jsonl"), key=lambda p: p.stat().st_mtime_ns)

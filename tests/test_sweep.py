@@ -2,6 +2,7 @@
 completed by a rerun without redoing finished cells, and the report."""
 import json
 
+import numpy as np
 import pytest
 
 from mcdo import sweep
@@ -19,6 +20,18 @@ def test_shards_come_from_the_flag_torchrun_or_slurm():
     assert sweep.shard_of(None, {"SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_MIN": "10",
                                  "SLURM_ARRAY_TASK_MAX": "13"})[:2] == (1, 4)
     assert sweep.shard_of(None, {}) == (0, 1, "one shard")
+    # issue 20: an array with a step (--array=0-12:4) is 4 shards, its tasks 0, 4, 8, 12 shards 0..3
+    step = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "12", "SLURM_ARRAY_TASK_STEP": "4",
+            "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert [sweep.shard_of(None, {**step, "SLURM_ARRAY_TASK_ID": str(t)})[:2] for t in (0, 4, 8, 12)] == \
+        [(0, 4), (1, 4), (2, 4), (3, 4)]
+    with pytest.raises(ValueError, match="list"):
+        sweep.shard_of(None, {**step, "SLURM_ARRAY_TASK_ID": "5"})
+    for bad, name in (({"RANK": "1"}, "WORLD_SIZE"), ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK"),
+                      ({"SLURM_ARRAY_TASK_ID": "3"}, "SLURM_ARRAY_TASK_MAX"),
+                      ({"SLURM_ARRAY_TASK_ID": "a", "SLURM_ARRAY_TASK_COUNT": "2"}, "SLURM_ARRAY_TASK_ID")):
+        with pytest.raises(ValueError, match=name):
+            sweep.shard_of(None, bad)
     for bad in ("4/4", "x", "1-2"):
         with pytest.raises(ValueError):
             sweep.shard_of(bad, {})
@@ -49,7 +62,7 @@ def test_a_killed_shard_is_completed_without_redoing_finished_cells(tmp_path, mo
     def dies_after_one(cell, *a, **k):
         if calls:
             raise KeyboardInterrupt  # the job is killed while on its second cell
-        calls.append(cell.id)
+        calls.append(cell)
         return real(cell, *a, **k)
 
     monkeypatch.setattr(sweep, "run_cell", dies_after_one)
@@ -58,16 +71,97 @@ def test_a_killed_shard_is_completed_without_redoing_finished_cells(tmp_path, mo
     assert len(_cells(tmp_path / "s")) == 1 and not list((tmp_path / "s" / "cells").glob("*.tmp*"))
     first = _cells(tmp_path / "s")
     reran = []
-    monkeypatch.setattr(sweep, "run_cell", lambda cell, *a, **k: reran.append(cell.id) or real(cell, *a, **k))
+    monkeypatch.setattr(sweep, "run_cell", lambda cell, *a, **k: reran.append(cell) or real(cell, *a, **k))
     assert main(["sweep", *GRID, "--out", str(tmp_path / "s")]) == 0
     assert len(reran) == 3 and calls[0] not in reran
-    assert len(_cells(tmp_path / "s")) == 4 and _cells(tmp_path / "s")[f"{calls[0]}.json"] == first[f"{calls[0]}.json"]
+    after = _cells(tmp_path / "s")
+    assert len(after) == 4 and all(after[k] == v for k, v in first.items())
+
+
+def _folder(root, n=4, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+SMALL = ["--models", "tiny-clip", "--p", "0.1", "--T", "4", "--trials", "2", "--n-images", "6", "--random-weights",
+         "--quiet"]
+
+
+def test_other_settings_or_another_folder_of_the_same_name_are_other_cells(tmp_path, capsys):
+    """Issue 20: a cell counted as done when a file of its name existed, so changing --trials (or --seed, or
+    --n-images) or a second folder with the same basename reported the old figures."""
+    out = tmp_path / "s"
+    one, two = _folder(tmp_path / "x" / "val"), _folder(tmp_path / "y" / "val", seed=1)
+    assert main(["sweep", *SMALL, "--data", f"{one},{two}", "--out", str(out)]) == 0
+    cells = _cells(out)
+    assert len(cells) == 2 and {c["key"]["data"] for c in cells.values()} == {str(one.resolve()), str(two.resolve())}
+    assert main(["sweep", *[a if a != "2" else "3" for a in SMALL], "--data", str(one), "--out", str(out)]) == 0
+    report = (out / "sweep.md").read_text()
+    rows = [ln for ln in report.splitlines() if ln.startswith("| tiny-clip")]
+    assert len(rows) == 1 and "| 3 |" in rows[0] and "not finished" not in report  # only this run's settings
+    assert len(_cells(out)) == 3  # the 2-trial cells are kept, not reused
+
+
+def test_a_damaged_or_foreign_cell_file_is_recomputed(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sweep", *SMALL, "--out", str(out)]) == 0
+    (path,) = (out / "cells").glob("*.json")
+    good = json.loads(path.read_text())
+    for junk in ("[]", "{}", "{not json"):
+        path.write_text(junk)
+        with pytest.warns(UserWarning, match="run again"):
+            assert main(["sweep", *SMALL, "--out", str(out)]) == 0
+        assert json.loads(path.read_text())["traces"] == good["traces"]
+
+
+def test_one_bad_cell_fails_alone_and_the_report_says_why(tmp_path, capsys):
+    out = tmp_path / "s"
+    empty = tmp_path / "broken"
+    (empty / "a").mkdir(parents=True)
+    (empty / "a" / "0.png").write_bytes(b"not an image")
+    assert main(["sweep", *SMALL, "--data", f"world,{empty}", "--out", str(out)]) == 1
+    report = (out / "sweep.md").read_text()
+    assert "| world |" in report and "1 cells failed" in report and "broken" in report
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "run_cell", lambda *a, **k: pytest.fail("a cell ran"))
+    assert main(["sweep", *SMALL, "--trials", "1", "--out", str(tmp_path)]) == 2
+    assert "--trials 1" in capsys.readouterr().err
+    assert main(["sweep", *SMALL, "--n-images", "1", "--out", str(tmp_path)]) == 2
+    assert main(["sweep", *SMALL, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
 
 
 def test_sweep_refuses_a_bad_grid(tmp_path, capsys):
     assert main(["sweep", "--models", "nope", "--out", str(tmp_path)]) == 2
     assert main(["sweep", "--models", "tiny-clip", "--T", "1", "--out", str(tmp_path)]) == 2
     assert "T at least 2" in capsys.readouterr().err
+
+
+def test_torchrun_ranks_take_their_local_gpu_and_mps_is_refused(monkeypatch):
+    """Issue 20: nothing read LOCAL_RANK, so torchrun's ranks all took GPU 0; MCDO_DEVICE=mps passed the check and
+    then crashed every command."""
+    import torch
+
+    from mcdo import env
+
+    monkeypatch.delenv("MCDO_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert env.device() == "cuda:2"
+    monkeypatch.setenv("LOCAL_RANK", "two")
+    with pytest.raises(env.SettingError, match="LOCAL_RANK"):
+        env.device()
+    monkeypatch.setenv("MCDO_DEVICE", "mps")
+    with pytest.raises(env.SettingError, match="MCDO_DEVICE='mps'"):
+        env.device()
 
 
 def test_one_gpu_per_xdist_worker(monkeypatch):

@@ -51,21 +51,56 @@ def _data(value: str, kind: str):
     return (pairs_folder if kind == "pairs" else labelled_folder)(value)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, in one line naming the option, the settings that would report a meaningless calibration (a zeroed
+    Hessian reads as uniform probabilities, ECE 0; so does a one-class set)."""
+    if args.class_batch < 1:
+        raise ValueError(f"--class-batch {args.class_batch}: the Hessian's class batch needs at least 1 pair "
+                         "(BayesVLM uses 32768)")
+    if args.pseudo_count is not None and not args.pseudo_count > 0:
+        raise ValueError(f"--pseudo-count {args.pseudo_count:g}: a pseudo-data count must be positive (it scales the "
+                         "Hessian; 0 would leave the prior alone)")
+    if args.bins is not None and any(b < 1 for b in args.bins):
+        raise ValueError(f"--bins {args.bins}: an ECE needs at least 1 bin")
+    if args.prompt is not None and "{}" not in args.prompt:
+        raise ValueError(f"--prompt {args.prompt!r} has no {{}}: every class would get the same text")
+    if args.bs < 1:
+        raise ValueError(f"--bs {args.bs}: at least 1 image per batch")
+
+
+def check_evaluation(evaluation) -> None:
+    """An evaluation set with fewer than two classes, or a class with no image, cannot measure calibration."""
+    import numpy as np
+
+    present = np.bincount(np.asarray(evaluation.labels), minlength=len(evaluation.classnames))
+    if len(evaluation.classnames) < 2:
+        raise ValueError(f"--eval-data {evaluation.name}: {len(evaluation.classnames)} class; zero-shot calibration "
+                         "needs at least 2")
+    empty = [c for c, n in zip(evaluation.classnames, present) if n == 0]
+    if empty:
+        raise ValueError(f"--eval-data {evaluation.name}: class folder(s) with no image: {', '.join(empty[:5])} "
+                         "(they would be extra zero-shot classes): remove them or add images")
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
     from ..models import get_spec, load
-    from ..io import jsonable
+    from ..io import config_stem, jsonable, tool_config, write_text_atomic
     from . import metrics, pipeline
     from .figures import reliability_diagram
 
     try:
+        check_options(args)
         device = env.check_device(args.device, "--device") if args.device else env.device()
         prior = args.prior_precision if args.prior_precision == "marglik" else float(args.prior_precision)
         if prior != "marglik" and prior <= 0:
             raise ValueError("--prior-precision must be 'marglik' or a positive number")
         spec = get_spec(args.model)
-        hessian, evaluation = _data(args.hessian_data, "pairs"), _data(args.eval_data, "labelled")
+        evaluation = _data(args.eval_data, "labelled")
+        if evaluation is not None:
+            check_evaluation(evaluation)
+        hessian = _data(args.hessian_data, "pairs")
         if hessian is None or evaluation is None:
             raise ValueError(f"--hessian-data takes pairs ('world', 'world-other', a folder) and --eval-data a "
                              f"labelled set ('world-test', a folder); the embedded sets are: {WORLD}")
@@ -90,11 +125,11 @@ def run(args: argparse.Namespace) -> int:
           f"(marginal likelihood); Hessian: {cal.config['hessian']}, {cal.config['n_pairs']} pairs")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = cal.model + ("-random" if args.random_weights else "")
+    stem = config_stem(cal.model + ("-random" if args.random_weights else ""), tool_config(args))
     figure = reliability_diagram(cal.prediction.deterministic.numpy(), cal.prediction.probs.numpy(), cal.labels,
                                  out / f"{stem}-reliability.png", title=f"{cal.model}: deterministic vs Laplace")
     record = dict(model=cal.model, comparison=cal.comparison, config=cal.config, commit=env.git_commit())
-    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
-    (out / f"{stem}.md").write_text(f"# mcdo bayes: {stem}\n\n{text}\n\n![reliability]({figure.name})\n")
+    write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
+    write_text_atomic(out / f"{stem}.md", f"# mcdo bayes: {stem}\n\n{text}\n\n![reliability]({figure.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {figure}")
     return 0

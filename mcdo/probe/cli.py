@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
     from ..models import get_spec, load
-    from ..io import jsonable
+    from ..io import config_stem, jsonable, tool_config, write_text_atomic
     from . import cv, pipeline
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -76,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.data).name + ("-random" if args.random_weights else "")
+    stem = config_stem(Path(args.data).resolve().name + ("-random" if args.random_weights else ""), tool_config(args))
     chart = out / f"{stem}-accuracy.png"
     pipeline.bar_chart(comp, chart)
     record = dict(models=models, data_argument=args.data, commit=env.git_commit(), **pipeline.as_dict(comp),
                   config=dict(folds=args.folds, alpha=args.alpha, probes=list(probes), seed=args.seed,
                               random_weights=args.random_weights, features="unit-norm image embeddings"))
-    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
-    (out / f"{stem}.md").write_text(f"# mcdo probe: {args.data}\n\n{text}\n\n![accuracy per fold]({chart.name})\n")
+    write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
+    write_text_atomic(out / f"{stem}.md",
+                      f"# mcdo probe: {args.data}\n\n{text}\n\n![accuracy per fold]({chart.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {chart}")
     return 0

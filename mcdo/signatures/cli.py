@@ -87,7 +87,7 @@ def _task(args):
 def run(args: argparse.Namespace) -> int:
     from .. import env
     from ..errors import MissingResource
-    from ..io import jsonable
+    from ..io import config_stem, jsonable, tool_config, write_text_atomic
     from . import collect
 
     try:
@@ -110,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(prof.lines()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = name.replace(" ", "-").replace("/", "_") + ("-random" if args.random_weights else "")
+    stem = config_stem(name + ("-random" if args.random_weights else ""), tool_config(args))
     record = dict(model=name, data=task.name, commit=env.git_commit(), kurtosis_mean=float(prof.kurtosis.mean()),
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
                   importance=prof.importance.tolist(), pruning_curve={str(k): v for k, v in prof.accuracy.items()})
-    (out / f"{stem}.json").write_text(json.dumps(jsonable(record), indent=1) + "\n")
+    write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     written = [out / f"{stem}.json"]
     if prof.accuracy:
         from .figures import pruning_curves
