@@ -46,11 +46,11 @@ def test_damaged_recorded_folder_still_writes_every_record(damaged_recorded, tmp
     payload = json.loads((out / "claims.json").read_text())
     got = {(r["id"], r["tier"]) for r in payload["records"]}
     assert got == set(catalog.pairs(("math", "recorded")))  # every pair has its record
-    recs = {(r["id"], r["model"]): r for r in payload["records"] if r["tier"] == "recorded"}
-    assert recs[("MCD-03", "clip_b32")]["verdict"] == SKIPPED and "exp0_trials_T64.npz" in recs[("MCD-03", "clip_b32")]["reason"]
-    assert "unreadable" in recs[("MCD-03", "clip_b32")]["reason"]
-    assert recs[("MCD-05", "siglip2_b16")]["verdict"] != SKIPPED  # its T = 64 file is intact
-    assert "no trial_post" in recs[("MCD-15", "siglip2_b16")]["reason"]
+    recs = {(r["id"], r["model"]): r for r in payload["records"] if r["tier"] == "recorded"}  # registry names
+    assert recs[("MCD-03", "clip-vit-b-32")]["verdict"] == SKIPPED and "exp0_trials_T64.npz" in recs[("MCD-03", "clip-vit-b-32")]["reason"]
+    assert "unreadable" in recs[("MCD-03", "clip-vit-b-32")]["reason"]
+    assert recs[("MCD-05", "siglip2-vit-b-16")]["verdict"] != SKIPPED  # its T = 64 file is intact
+    assert "no trial_post" in recs[("MCD-15", "siglip2-vit-b-16")]["reason"]
     assert (out / "claims.md").is_file() and (out / "claims.jsonl").is_file()
     # the figure is drawn without the unreadable models and says so, or says why it could not be
     md = (out / "claims.md").read_text()

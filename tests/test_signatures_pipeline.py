@@ -59,7 +59,7 @@ def test_icl_gpu_evaluators_with_stand_ins(stand_in_ctx):
             assert r.verdict != "skipped", r.reason
             assert r.config.get("stand_in") == "tiny-clip"
     d = ctx.memo["icl-gpu/imagenet"]
-    val = ctx.memo[f"icl-data/{os.environ['MCDO_DATA_ROOT']}/imagenet"]
+    val = ctx.memo[f"data/{os.environ['MCDO_DATA_ROOT']}/ImageNet-1k val"]
     zs_enc = ctx.memo["model/clip-vit-b-16/None/cpu"]
     ft_enc = ctx.memo["classifier/test_vit/cpu"]
     zs, ft = _encode_directly(zs_enc, val.paths), _encode_directly(ft_enc, val.paths)
