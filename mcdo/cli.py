@@ -229,7 +229,34 @@ def main(argv: list[str] | None = None) -> int:
                                       "tokenizers, data sets), per model and per claim; loads nothing")
     d.set_defaults(func=_doctor)
     args = parser.parse_args(argv)
+    problem = check_common(args)
+    if problem:
+        print(f"mcdo {args.command}: {problem}", file=sys.stderr)
+        return 2
     return args.func(args)
+
+
+# integer options shared by the commands, and the least value each can take (a library error would otherwise
+# answer for them)
+_AT_LEAST = {"bs": 1, "folds": 2, "trials": 2, "n_images": 2, "workers": 0}
+
+
+def check_common(args: argparse.Namespace) -> str | None:
+    """One line naming the option, for the mistakes every command shares, before any heavy import: an ``--out``
+    that is a file or cannot be written, and an integer option below what it can take."""
+    for name, least in _AT_LEAST.items():
+        value = getattr(args, name, None)
+        if isinstance(value, int) and value < least:
+            return f"--{name.replace('_', '-')} {value}: it must be at least {least}"
+    out = getattr(args, "out", None)
+    if out and args.command != "doctor":
+        from .env import SettingError, ensure_writable
+
+        try:
+            ensure_writable(Path(out), "--out")
+        except SettingError as e:
+            return str(e)
+    return None
 
 
 if __name__ == "__main__":

@@ -347,3 +347,22 @@ def test_doctor_flags_bad_settings_instead_of_crashing(monkeypatch, tmp_path):
     for setting in ("MCDO_DEVICE", "MCDO_CACHE_DIR", "MCDO_SIGLIP2_BACKEND"):
         line = next(ln for ln in text.splitlines() if ln.startswith(setting))
         assert "BAD" in line, line
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["probe", "--folds", "1", "--data", "world-size"], "--folds 1"),
+    (["sweep", "--trials", "0"], "--trials 0"),
+    (["ood", "--model", "tiny-clip", "--bs", "0"], "--bs 0"),
+], ids=["folds", "trials", "bs"])
+def test_integer_options_are_named_when_refused(argv, named, capsys):
+    """Issue 20: --trials 0, --folds 1 and --bs 0 answered with library text instead of naming the option."""
+    assert cli.main(argv) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for cmd in (["sweep"], ["probe", "--data", "world-size"], ["bayes"], ["signatures"]):
+        assert cli.main([*cmd, "--out", str(blocker)]) == 2
+        assert "--out" in capsys.readouterr().err and blocker.read_text() == "x"

@@ -97,6 +97,11 @@ def test_mcd_gpu_evaluators_with_stand_ins(data_root, monkeypatch, clip_openai_t
     more = {c: engine.evaluate(c, "gpu", ctx) for c in ("MCD-08", "MCD-09", "MCD-10", "MCD-11", "MCD-12", "MCD-13",
                                                          "MCD-18")}
     assert all(r.verdict != SKIPPED for rs in more.values() for r in rs)
+    # the gpu tier runs the source's configuration: its only departures are the stand-in model and the images
+    # present, both declared (issue 19)
+    for r in [r for rs in (*recs.values(), *more.values()) for r in rs]:
+        assert all(d["reason"] != "UNDECLARED" for d in r.departures.values()), (r.id, r.departures)
+        assert set(r.departures) <= {"model", "n_images", "trials", "data"}, (r.id, r.departures)
     for r in recs["MCD-03"]:
         assert r.config["backend"] == "open_clip" and r.config["dropout_sites"]["firing"] > 0
     enc, x = random_encoder("tiny-clip"), ctx.memo["mcd-gpu/clip_b32"]["trials"]

@@ -111,6 +111,11 @@ SOURCE: dict[str, dict] = {
     "MCD-11": dict(_MCD_RUN, model="clip-vit-b-32", degradation="blur_r5"),
     "MCD-12": dict(_MCD_RUN, model="siglip2-vit-b-16", degradation="blur_r15"),
     "MCD-13": dict(_MCD_RUN), "MCD-18": dict(_MCD_RUN, model="clip-vit-b-32"),
+    # the recorded run's 500 images: 5 of each of 100 synsets; blur as PIL's Gaussian radius, in pixels
+    "MCD-reliability-run": dict(n_synsets=100, per_synset=5, blur_radius={"light": 5, "heavy": 15}),
+    "ICL-03": dict(keep=0.2),
+    "ICL-04": dict(ap=0.9, data="Broden"),
+    "PRB-04": dict(folds=10, alpha=6.0, probes=["ridge", "svc"], metric="accuracy"),
 }
 
 # declared departures: (claim, tier) or tier -> field -> why the configuration run differs from the source's

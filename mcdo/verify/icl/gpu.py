@@ -21,13 +21,15 @@ from ...stats import bootstrap_ci
 from ..engine import Context, evaluates
 from ..prerequisites import ensure_ready, load_model, missing_files, stand_in_config
 from ..records import Record, decide, threshold
+from ..sources import SOURCE
 from .proxy import drop_verdict, kurtosis_verdict
 
 ZERO_SHOT = "clip-vit-b-16"
 SETTINGS = dict(zero_shot=ZERO_SHOT, finetuned=FINETUNED_CLIP, templates="openai",
-                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=0.2,
+                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=SOURCE["ICL-03"]["keep"],
                 accuracy_drop=-threshold("ICL-03", "accuracy_change"),
-                outlier_ratio=threshold("ICL-02", "outlier_ratio"), ap=0.9, min_positives=10, concept_boot=20)
+                outlier_ratio=threshold("ICL-02", "outlier_ratio"), ap=SOURCE["ICL-04"]["ap"], min_positives=10,
+                concept_boot=20)
 
 
 def _finetuned(ctx: Context):

@@ -25,11 +25,13 @@ from ...signatures import collect, measures
 from ...stats import bootstrap_ci, mean_t_ci
 from ..engine import Context, draws, evaluates
 from ..records import Record, all_of, decide, threshold
+from ..sources import SOURCE
 from pathlib import Path
 
 TIER = "proxy"
 SETTINGS = dict(loss="softmax", seeds=(0, 1, 2), n_images=5000, data_seed=7,
-                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=0.2, accuracy_drop=-threshold("ICL-03", "accuracy_change"), outlier_threshold=10.0)
+                kurtosis_level=threshold("ICL-01", "kurtosis_level"), keep=SOURCE["ICL-03"]["keep"],
+                accuracy_drop=-threshold("ICL-03", "accuracy_change"), outlier_threshold=10.0)
 _MEMO = "icl/proxy/{seed}"  # where a run keeps a seed's results (for the report's figure)
 
 

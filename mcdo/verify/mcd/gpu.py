@@ -42,10 +42,12 @@ from ..engine import Context, evaluates
 from ..prerequisites import load_model, require, stand_in_config
 from ..proxy_measure import ProxyMeasure
 from ..records import Record
+from ..sources import SOURCE
 
 TIER = "gpu"
-GPU = dict(trials=10, T=64, p=0.01, mode="as_published", dtype="float32", n_synsets=100, per_synset=5,
-           batch_size=8, max_rows=512, blur_radius={"light": 5, "heavy": 15})
+_RUN = SOURCE["MCD-03"]
+GPU = dict(trials=_RUN["trials"], T=_RUN["T"], p=_RUN["p"], mode=_RUN["mode"], dtype="float32",
+           **SOURCE["MCD-reliability-run"], batch_size=8, max_rows=512)
 MODELS = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}
 FAMILY = {"clip_b32": "softmax", "siglip2_b16": "sigmoid"}  # the loss each was trained with (MCD-07's families)
 # claim -> (model, images, prompt set) as the recorded investigation ran it
@@ -166,7 +168,7 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
         f = _features(enc, x, kw["device"])
         centroid = f.mean(0) / np.linalg.norm(f.mean(0))
         config = dict(model=MODELS[key], T=GPU["T"], p=GPU["p"], mode=GPU["mode"], trials=1, images=source,
-                      n_images=int(x.shape[0]), unreadable=len(failed), score="trace_pre (first trial)",
+                      n_images=int(x.shape[0]), unreadable=len(failed), score="trace_pre", trial="the first",
                       configuration="the recorded investigation's (prelim_investigation.json)",
                       prompt=None if prompts is None else "a photo of a {}", **backend,
                       **stand_in_config(ctx, MODELS[key]))

@@ -13,7 +13,7 @@ import numpy as np
 from ..engine import Context, evaluates
 from ..ood.gpu import accuracy_record, per_model
 from ..records import Record
-from ..sources import EXPECT
+from ..sources import EXPECT, SOURCE
 
 # the seed's models; their top-1 is the registry's (sources.EXPECT["PRB-05"]), judged with PRB-05's margin
 PRB05 = tuple(EXPECT["PRB-05"])
@@ -29,7 +29,8 @@ def prb05(ctx: Context) -> list[Record]:
 # PRB-04: the seed's three models as frozen feature extractors on the user's folder
 PROBE_FOLDER = "otoliths"
 PRB04_MODELS = ("clip-vit-l-14-336", "siglip-so400m-14-384", "siglip2-so400m-14-378")  # the baseline first
-PRB04_SETTINGS = dict(folds=10, alpha=6.0, metric="accuracy", folder=f"MCDO_DATA_ROOT/{PROBE_FOLDER}/<label>/*.jpg")
+PRB04_SETTINGS = dict(folds=SOURCE["PRB-04"]["folds"], alpha=SOURCE["PRB-04"]["alpha"], metric=SOURCE["PRB-04"]["metric"],
+                      folder=f"MCDO_DATA_ROOT/{PROBE_FOLDER}/<label>/*.jpg")
 
 
 def _probe_require(ctx: Context):
