@@ -110,7 +110,7 @@ SOURCE: dict[str, dict] = {
     "MCD-10": dict(_MCD_RUN, model="siglip2-vit-b-16", n_images=1000, trials=1),
     "MCD-11": dict(_MCD_RUN, model="clip-vit-b-32", degradation="blur_r5"),
     "MCD-12": dict(_MCD_RUN, model="siglip2-vit-b-16", degradation="blur_r15"),
-    "MCD-13": dict(_MCD_RUN), "MCD-18": dict(_MCD_RUN, model="clip-vit-b-32"),
+    "MCD-13": dict(_MCD_RUN), "MCD-18": dict(_MCD_RUN, model="clip-vit-b-32", trials=1),  # the investigation: 1 trial
     # the recorded run's 500 images: 5 of each of 100 synsets; blur as PIL's Gaussian radius, in pixels
     "MCD-reliability-run": dict(n_synsets=100, per_synset=5, blur_radius={"light": 5, "heavy": 15}),
     "ICL-03": dict(keep=0.2),
