@@ -14,6 +14,7 @@ import numpy as np
 from . import ood
 from . import stats as S
 from .data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
+from .errors import MissingData
 from .features import Features, image_features
 from .models.encoder import Encoder
 from .zeroshot import classifier, imagenet_classnames
@@ -172,6 +173,10 @@ def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORE
               resize=CONVENTIONS[convention]["resize"])
     id_feats = image_features(enc, id_list, **kw)
     ood_feats = {name: image_features(enc, lst, **kw) for name, lst in ood_lists.items()}
+    for f in (id_feats, *ood_feats.values()):
+        if len(f.features) == 0:  # every file unreadable: no score to rank, say which set
+            raise MissingData(f"a readable image in {f.name} ({f.n_files} files, none could be read)",
+                              "replace the set's files with images PIL can open")
     res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates,
                          convention)
     res.config.update(batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout, backend=enc.backend,

@@ -161,3 +161,34 @@ def test_a_one_class_or_empty_class_folder_is_refused(tmp_path, capsys):
     (one / "dog").mkdir()
     assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(one)]) == 2
     assert "no image: dog" in capsys.readouterr().err
+
+
+def test_an_interrupted_hessian_pass_resumes_from_its_last_piece(monkeypatch, tmp_path):
+    """Issue 20: mcdo bayes resumed nothing. The Hessian features are cached piece by piece: killed after the
+    first piece, the rerun computes only the rest, and the features equal an uninterrupted pass."""
+    from mcdo.bayes import data as D
+    from mcdo.bayes import pipeline
+    from mcdo.testing import random_encoder
+
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    enc = random_encoder("tiny-clip", seed=0)
+    pairs = D.world_pairs(40, seed=3)
+    whole = pipeline.hessian_features(enc, pairs, batch_size=8, chunk=1000)  # one piece: the reference
+    real, calls, armed = pipeline.projection_image_features, [], [True]
+
+    def dies_on_the_second_piece(*a, **k):
+        calls.append(1)
+        if armed[0] and len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "projection_image_features", dies_on_the_second_piece)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.hessian_features(enc, pairs, batch_size=8, chunk=16)
+    calls.clear()
+    armed[0] = False
+    img, txt = pipeline.hessian_features(enc, pairs, batch_size=8, chunk=16)
+    assert len(calls) == 2  # pieces 16..31 and 32..39 only; piece 0..15 came from the cache
+    for a, b in zip((img, txt), whole):
+        torch.testing.assert_close(a.embeddings, b.embeddings, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.activations, b.activations, rtol=1e-5, atol=1e-6)

@@ -366,3 +366,24 @@ def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
     for cmd in (["sweep"], ["probe", "--data", "world-size"], ["bayes"], ["signatures"]):
         assert cli.main([*cmd, "--out", str(blocker)]) == 2
         assert "--out" in capsys.readouterr().err and blocker.read_text() == "x"
+
+
+def test_an_unknown_timm_model_is_named(tmp_path, capsys):
+    from mcdo.testing import make_image_folders
+
+    root = make_image_folders(tmp_path / "data")
+    assert cli.main(["signatures", "--model", "timm:no_such_vit", "--random-weights", "--data",
+                     str(root / "imagenet" / "val"), "--out", str(tmp_path / "out")]) == 2
+    assert "timm has no model 'no_such_vit'" in capsys.readouterr().err
+
+
+def test_an_ood_set_with_no_readable_image_is_named(tmp_path, capsys):
+    """Issue 20: an OOD set whose every file is unreadable crashed after the CLI's error handling."""
+    from mcdo.testing import make_image_folders
+
+    root = make_image_folders(tmp_path / "data")
+    for f in (root / "SUN" / "images").iterdir():
+        f.write_bytes(b"not an image")
+    rc = cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(root), "--quiet",
+                   "--out", str(tmp_path / "out")])
+    assert rc == 2 and "none could be read" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def run(tmp_path, monkeypatch):
 
 def _by_model(claim_id: str) -> dict:
     """Records by recorded folder (a record names the model by its registry name, the folder as its variant)."""
-    return {r.variant.removeprefix("recorded folder "): r
+    return {(r.variant.removeprefix("recorded folder ") or r.model): r
             for r in engine.evaluate(claim_id, "recorded", engine.Context(n_boot=200, progress=False))}
 
 
@@ -167,7 +167,8 @@ def test_a_run_without_the_sources_T_is_skipped_or_judged_at_its_own_when_asked(
         for r in _by_model(claim).values():
             assert r.verdict == SKIPPED and "no T = 64" in r.reason or "no T = 16, 64" in r.reason, r.reason
     ctx = engine.Context(n_boot=200, progress=False, recorded_own_T=True)
-    gate = {r.variant.removeprefix("recorded folder "): r for r in engine.evaluate("MCD-07", "recorded", ctx)}
+    gate = {(r.variant.removeprefix("recorded folder ") or r.model): r
+            for r in engine.evaluate("MCD-07", "recorded", ctx)}
     assert gate["siglip_b16"].config["T"] == 32 and gate["siglip_b16"].verdict == REPRODUCED
     assert "own largest T = 32" in gate["siglip_b16"].departures["T"]["reason"]
 

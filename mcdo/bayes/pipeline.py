@@ -10,6 +10,7 @@ import numpy as np
 
 from . import metrics
 from .data import Labelled, Pairs, projection_image_features, projection_text_features
+from ..models.heads import ProjectionFeatures
 from .model import BayesVLM, Prediction, factors, factors_cached
 
 
@@ -29,14 +30,62 @@ def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float
     """BayesVLM for ``enc`` from the Hessian pairs; the factors come from the cache when these weights, pairs
     and settings were seen before."""
     def compute():
-        img = projection_image_features(enc, hessian.images, batch_size, device, progress=progress)
-        txt = projection_text_features(enc, hessian.captions, batch_size, device)
-        return factors(enc, img.to_cpu(), txt.to_cpu(), class_batch)
+        img, txt = hessian_features(enc, hessian, batch_size, device, progress)
+        return factors(enc, img, txt, class_batch)
 
     img, txt = factors_cached(enc, hessian.key(), compute, class_batch)
     return BayesVLM.from_factors(enc, img, txt, prior_precision, pseudo_count,
                                  dict(hessian=hessian.name, class_batch=class_batch, n_pairs=img.n,
                                       pseudo_count=pseudo_count, prior_precision=prior_precision))
+
+
+HESSIAN_CHUNK = 4096  # pairs per cached piece of the Hessian feature pass
+
+
+def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+                     chunk: int = HESSIAN_CHUNK) -> tuple[ProjectionFeatures, ProjectionFeatures]:
+    """The image and text projection features of the Hessian pairs, computed in pieces of ``chunk`` pairs that are
+    cached as they finish (keyed by the weights and the pairs' content), so an interrupted ``mcdo bayes`` resumes
+    from the last finished piece instead of starting over."""
+    import hashlib
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .. import env
+    from ..data.folders import ImageList
+    from ..io import read_cache, torch_save_atomic
+    from ..zeroshot import model_cache_id
+
+    key = hashlib.sha256(hessian.key().encode()).hexdigest()[:16]
+    folder = env.cache_dir() / "bayes-features" / f"{model_cache_id(enc)}-{key}-{chunk}"
+    n = len(hessian.captions)
+    img, txt = [], []
+
+    def load(path):
+        d = torch.load(path, weights_only=True)
+        return tuple(ProjectionFeatures(*d[m]) for m in ("image", "text"))
+
+    for start in tqdm(range(0, n, chunk), desc="Hessian features", unit="piece", disable=not progress):
+        path = folder / f"{start:08d}.pt"
+        piece = read_cache(path, load, "cached Hessian features")
+        if piece is None:
+            stop = min(n, start + chunk)
+            images = hessian.images
+            sub = (ImageList(images.name, images.root, images.paths[start:stop], images.labels[start:stop],
+                             images.layout) if isinstance(images, ImageList) else images[start:stop])
+            piece = (projection_image_features(enc, sub, batch_size, device).to_cpu(),
+                     projection_text_features(enc, hessian.captions[start:stop], batch_size, device).to_cpu())
+            torch_save_atomic(path, {m: (f.activations, f.embeddings, f.residual)
+                                     for m, f in zip(("image", "text"), piece)})
+        img.append(piece[0])
+        txt.append(piece[1])
+
+    def cat(parts):
+        return ProjectionFeatures(*(torch.cat([getattr(p, k) for p in parts])
+                                    for k in ("activations", "embeddings", "residual")))
+
+    return cat(img), cat(txt)
 
 
 def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batch: int | None = None,

@@ -32,6 +32,10 @@ def load_classifier(name: str, pretrained: bool = True, device: str = "cpu") -> 
     """The timm classifier ``name`` as an Encoder whose image features are its pre-logits features."""
     import timm
 
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:5]
+        raise KeyError(f"timm has no model {name!r}" + (f"; close names: {', '.join(close)}" if close else "")
+                       + " (timm.list_models() lists them)")
     if pretrained and weights_missing(name):
         raise MissingWeights("; ".join(weights_missing(name)), where_hint())
     model = timm.create_model(name, pretrained=pretrained).eval().to(device)

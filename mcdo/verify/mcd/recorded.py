@@ -81,8 +81,10 @@ def _figure_record(ctx: Context, claim_id: str, model: str, figure: str, name: s
 
 
 def named(rec: Record, folder: str) -> Record:
-    """A recorded record named by the model's registry name, with the folder it came from as its variant."""
-    rec.model, rec.variant = R.registry_name(folder), f"recorded folder {folder}"
+    """A recorded record named by the model's registry name, with the folder it came from as its variant (a folder
+    that is not a registered model is named by itself)."""
+    rec.model = R.registry_name(folder)
+    rec.variant = f"recorded folder {folder}" if rec.model != folder else ""
     return rec
 
 
