@@ -141,3 +141,32 @@ def test_mcdo_probe_refuses_unusable_folders(tmp_path, monkeypatch, capsys, per_
     rc = main(["probe", "--models", "tiny-clip", "--random-weights", "--data", str(folder), "--quiet",
                "--out", str(tmp_path / "out")])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_baselines_on_the_same_folds_match_a_naive_loop(rng):
+    """Issue 22: every table and record carries what a probe must beat: the majority class and (ordinal) the
+    rounded mean label, on the same folds, checked against a direct loop."""
+    from mcdo.probe import cv
+
+    y = rng.integers(1, 6, 200)
+    splits = cv.folds(y, 5, seed=0)
+    maj, mean = cv.baseline(y, splits, "majority", True), cv.baseline(y, splits, "mean", True)
+    for i, (train, test) in enumerate(splits):
+        vals, counts = np.unique(y[train], return_counts=True)
+        assert maj.per_fold["accuracy"][i] == pytest.approx(np.mean(y[test] == vals[np.argmax(counts)]))
+        guess = int(np.rint(y[train].mean()))
+        assert mean.per_fold["rmse"][i] == pytest.approx(np.sqrt(np.mean((y[test] - guess) ** 2)))
+
+
+def test_degenerate_fold_differences_are_flagged_or_refused():
+    """Issue 22: constant non-zero fold differences gave a zero-width CI and p = 0 with no word; NaN in a fold
+    became 'inconclusive' silently."""
+    from mcdo.probe import compare
+
+    a, b = np.full(10, 0.5), np.full(10, 0.6)
+    t = compare.corrected_t(a, b, 90, 10)
+    assert t.ci == (pytest.approx(0.1), pytest.approx(0.1)) and "zero variance" in t.describe()
+    bad = b.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match=r"fold\(s\) \[3\]"):
+        compare.corrected_t(a, bad, 90, 10)

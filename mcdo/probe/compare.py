@@ -23,18 +23,27 @@ class PairedTest:
     t: float
     p: float
     df: int
+    note: str = ""  # what a reader must know about this interval (a difference with no spread across folds)
 
     def describe(self) -> str:
-        return f"{self.mean:+.4f} [{self.ci[0]:+.4f}, {self.ci[1]:+.4f}], t={self.t:.2f}, p={self.p:.3g} ({self.test})"
+        return (f"{self.mean:+.4f} [{self.ci[0]:+.4f}, {self.ci[1]:+.4f}], t={self.t:.2f}, p={self.p:.3g} ({self.test})"
+                + (f"; {self.note}" if self.note else ""))
 
 
 def _t(diff: np.ndarray, variance_of_mean: float, test: str, level: float) -> PairedTest:
     k = len(diff)
+    bad = np.flatnonzero(~np.isfinite(diff))
+    if bad.size:
+        raise ValueError(f"{test}: the fold differences are not finite in fold(s) {bad.tolist()} (a probe failed "
+                         "there): fix the features or the probe before comparing")
     mean = float(diff.mean())
     se = float(np.sqrt(variance_of_mean))
     df = k - 1
-    if se == 0:  # identical folds: no spread, the difference is exact
-        return PairedTest(test, mean, (mean, mean), float("inf") if mean else 0.0, 0.0 if mean else 1.0, df)
+    if se == 0:  # every fold differs by the same amount: the interval has no width
+        note = ("zero variance across folds: every fold differs by exactly this amount, so the interval has no "
+                "width; it says the folds agree, not how a new sample would differ") if mean else \
+            "zero variance across folds: the two are identical in every fold"
+        return PairedTest(test, mean, (mean, mean), float("inf") if mean else 0.0, 0.0 if mean else 1.0, df, note)
     t = mean / se
     h = stats.t.ppf(0.5 + level / 2, df) * se
     return PairedTest(test, mean, (mean - h, mean + h), float(t), float(2 * stats.t.sf(abs(t), df)), df)

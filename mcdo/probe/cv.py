@@ -109,3 +109,27 @@ def cross_validate(model: str, features: np.ndarray, y: np.ndarray, splits, kind
             per[m].append(v)
     return ProbeResult(model, kind, {m: np.asarray(v) for m, v in per.items()},
                        np.array([len(t) for t, _ in splits]), np.array([len(t) for _, t in splits]))
+
+
+BASELINES = {"majority": "the most common label of the training folds",
+             "mean": "the training folds' mean label, rounded"}  # the second for ordinal labels only
+
+
+def baseline(y: np.ndarray, splits, kind: str, ordinal: bool) -> ProbeResult:
+    """What a probe must beat, on the same folds and metrics: ``majority`` always answers the training folds' most
+    common label; ``mean`` (ordinal labels) their mean label, rounded, which is where a heavily regularised Ridge
+    collapses to."""
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline {kind!r}; choose from {tuple(BASELINES)}")
+    metrics = ORDINAL_METRICS if ordinal else NOMINAL_METRICS
+    per = {m: [] for m in metrics}
+    for train, test in splits:
+        if kind == "majority":
+            values, counts = np.unique(y[train], return_counts=True)
+            guess = values[np.argmax(counts)]
+        else:
+            guess = int(np.rint(y[train].mean()))
+        for m, v in scores(y[test], np.full(len(test), guess), ordinal).items():
+            per[m].append(v)
+    return ProbeResult(f"baseline: {kind}", kind, {m: np.asarray(v) for m, v in per.items()},
+                       np.array([len(t) for t, _ in splits]), np.array([len(t) for _, t in splits]))

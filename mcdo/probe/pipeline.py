@@ -80,6 +80,7 @@ class Comparison:
     seed: int
     results: dict[tuple[str, str], cv.ProbeResult] = field(default_factory=dict)
     tests: list[dict] = field(default_factory=list)
+    baselines: dict[str, cv.ProbeResult] = field(default_factory=dict)  # what every probe must beat, same folds
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -97,6 +98,8 @@ def run(feats: dict[str, np.ndarray], data: ProbeData, readable: np.ndarray, k: 
     cv.check_labels(data.labels[readable], k, data.classnames)
     splits = cv.folds(y, k, seed)
     comp = Comparison(data.name, data.ordinal, len(readable), n_unreadable, k, seed)
+    for kind in ("majority", "mean") if data.ordinal else ("majority",):
+        comp.baselines[kind] = cv.baseline(y, splits, kind, data.ordinal)
     for model, x in feats.items():
         for p in probes:
             comp.results[(model, p)] = cv.cross_validate(model, x, y, splits, p, data.ordinal, alpha)
@@ -116,9 +119,11 @@ def table(comp: Comparison) -> str:
     ms = comp.metrics
     lines = [f"{comp.data}: {comp.n_images} images ({comp.n_unreadable} unreadable, skipped), {comp.k}-fold "
              f"stratified CV (seed {comp.seed}), {'ordinal' if comp.ordinal else 'nominal'} labels", "",
-             "| model | probe | " + " | ".join(ms) + " |", "| --- | --- |" + " --- |" * len(ms)]
-    for (model, p), r in comp.results.items():
-        lines.append(f"| {model} | {p} | " + " | ".join(f"{r.mean(m):.3f} +- {r.sd(m):.3f}" for m in ms) + " |")
+             "| model | probe | " + " | ".join(f"{m} ({'higher' if cv.HIGHER_IS_BETTER[m] else 'lower'} is better)"
+                                              for m in ms) + " |", "| --- | --- |" + " --- |" * len(ms)]
+    for (model, p), r in [*comp.results.items(), *((("baseline", k), r) for k, r in comp.baselines.items())]:
+        name = f"{model} ({cv.BASELINES[p]})" if model == "baseline" else model
+        lines.append(f"| {name} | {p} | " + " | ".join(f"{r.mean(m):.3f} +- {r.sd(m):.3f}" for m in ms) + " |")
     lines += ["", "| probe | metric | b - a | paired t | corrected t (Nadeau-Bengio) |",
               "| --- | --- | --- | --- | --- |"]
     for t in comp.tests:
@@ -135,7 +140,9 @@ def as_dict(comp: Comparison) -> dict:
                 results=[dict(model=m, probe=p, per_fold={k: v.tolist() for k, v in r.per_fold.items()},
                               mean={k: r.mean(k) for k in r.per_fold}, sd={k: r.sd(k) for k in r.per_fold})
                          for (m, p), r in comp.results.items()],
-                tests=[dict(t, paired=vars(t["paired"]), corrected=vars(t["corrected"])) for t in comp.tests])
+                tests=[dict(t, paired=vars(t["paired"]), corrected=vars(t["corrected"])) for t in comp.tests],
+                baselines={k: dict(what=cv.BASELINES[k], per_fold={m: v.tolist() for m, v in r.per_fold.items()},
+                                   mean={m: r.mean(m) for m in r.per_fold}) for k, r in comp.baselines.items()})
 
 
 def bar_chart(comp: Comparison, path, metric: str = "accuracy") -> None:
@@ -157,7 +164,9 @@ def bar_chart(comp: Comparison, path, metric: str = "accuracy") -> None:
         for x, v in zip(xs, vals):
             ax.scatter(x + rng.uniform(-w / 5, w / 5, len(v)), v, s=9, color="k", zorder=3)
     ax.set_xticks(np.arange(len(models)), models, rotation=15, fontsize=8)
-    ax.set_ylabel(f"{metric} per fold")
+    for (kind, r), style in zip(comp.baselines.items(), ("--", ":")):
+        ax.axhline(r.mean(metric), color="grey", ls=style, lw=1, label=f"baseline: {cv.BASELINES[kind]}")
+    ax.set_ylabel(f"{metric} per fold ({'higher' if cv.HIGHER_IS_BETTER[metric] else 'lower'} is better)")
     ax.set_title(f"{comp.data}: {comp.k}-fold CV", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

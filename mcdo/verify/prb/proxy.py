@@ -57,7 +57,10 @@ def prb04(ctx: Context) -> list[Record]:
             out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}", decide("PRB-04", "difference", ct.ci, TIER).verdict,
                               ct.mean, ct.ci, expected="accuracy(sigmoid features) - accuracy(softmax features) > 0",
                               reason=f"{comp.data}, {comp.k}-fold stratified CV: {_summary(comp, probe)}; difference "
-                                     f"{ct.describe()}; {pt.describe()}",
+                                     f"{ct.describe()}; {pt.describe()}; the verdict uses the seed's arm (Ridge "
+                                     f"alpha {s['alpha']:g} on unit-norm features, SVC defaults) and the corrected t; "
+                                     "baselines on the same folds: "
+                                     + ", ".join(f"{k} {r.mean(s['metric']):.3f}" for k, r in comp.baselines.items()),
                               config=dict(s, seeds=list(s["seeds"]), probe=probe, data=comp.data),
                               details=pipeline.as_dict(comp)))
         ci = mean_t_ci(diffs)
