@@ -154,7 +154,7 @@ def bar_chart(comp: Comparison, path, metric: str = "accuracy") -> None:
 
     models = list(dict.fromkeys(m for m, _ in comp.results))
     probes = list(dict.fromkeys(p for _, p in comp.results))
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(models), 3.6))
+    fig, ax = plt.subplots(figsize=(4.4 + 1.6 * len(models), 3.6))
     w = 0.8 / len(probes)
     rng = np.random.default_rng(0)
     for j, p in enumerate(probes):
@@ -168,7 +168,7 @@ def bar_chart(comp: Comparison, path, metric: str = "accuracy") -> None:
         ax.axhline(r.mean(metric), color="grey", ls=style, lw=1, label=f"baseline: {cv.BASELINES[kind]}")
     ax.set_ylabel(f"{metric} per fold ({'higher' if cv.HIGHER_IS_BETTER[metric] else 'lower'} is better)")
     ax.set_title(f"{comp.data}: {comp.k}-fold CV", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
