@@ -170,3 +170,21 @@ def test_degenerate_fold_differences_are_flagged_or_refused():
     bad[3] = np.nan
     with pytest.raises(ValueError, match=r"fold\(s\) \[3\]"):
         compare.corrected_t(a, bad, 90, 10)
+
+
+def test_ridgecv_chooses_its_alpha_inside_the_training_fold_as_a_naive_loo_loop(rng):
+    """Issue 22: the second Ridge arm picks alpha by leave-one-out CV on the training fold alone; the alpha it
+    picks equals the argmin of an explicit leave-one-out loop over the same grid."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import LeaveOneOut, cross_val_score
+
+    from mcdo.probe import cv
+
+    x = rng.normal(size=(40, 6))
+    y = (x @ rng.normal(size=6) + rng.normal(scale=0.5, size=40)).round()
+    est = cv._estimator("ridgecv", True, cv.RIDGE_ALPHA).fit(x, y)
+    loo = [-cross_val_score(Ridge(alpha=a), x, y, cv=LeaveOneOut(), scoring="neg_mean_squared_error").mean()
+           for a in cv.RIDGECV_ALPHAS]
+    assert est.alpha_ == pytest.approx(cv.RIDGECV_ALPHAS[int(np.argmin(loo))])
+    res = cv.cross_validate("m", x, y.astype(int), cv.folds(y.astype(int) % 2, 4), "ridgecv", True)
+    assert set(res.per_fold) == set(cv.ORDINAL_METRICS)

@@ -23,7 +23,9 @@ def add_parser(sub) -> None:
                                                  "radius in pixels, for the proxies)")
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--alpha", type=float, default=6.0, help="Ridge penalty (default 6.0, the seed's)")
-    p.add_argument("--probes", default="ridge,svc")
+    p.add_argument("--probes", default="ridge,ridgecv,svc",
+                   help="ridge (the seed's alpha), ridgecv (alpha chosen by nested CV inside each training fold over "
+                        "1e-3..1e3), svc (default: all three)")
     p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (and the proxies' seed)")
     p.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
     p.add_argument("--bs", type=int, default=64)
@@ -45,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if len(models) < 1 or len(set(models)) != len(models):
             raise ValueError(f"--models needs distinct model names, got {args.models!r}")
-        if set(probes) - set(cv.PROBES) or not probes:
-            raise ValueError(f"--probes takes {','.join(cv.PROBES)}, got {args.probes!r}")
+        if set(probes) - set(cv.ALL_PROBES) or not probes:
+            raise ValueError(f"--probes takes {','.join(cv.ALL_PROBES)}, got {args.probes!r}")
         specs = [get_spec(m) for m in models]
         world = args.data == pipeline.WORLD_SIZE
         if world != all(s.family == "proxy" for s in specs):

@@ -255,7 +255,9 @@ FINDINGS: dict[tuple[str, str], str] = {
                          "composes 8 colours, 6 shapes and 2 sizes and has 99.9% of its energy in 14 directions",
     ("PRB-04", "proxy"): "sigmoid-trained frozen features do not probe the world's ordinal size task better than "
                          "softmax-trained ones: every difference is within a few points, and every corrected-t interval "
-                         "straddles 0 or (Ridge, seed 0) only just clears it; across seeds neither probe decides",
+                         "straddles 0 or (Ridge, seed 0) only just clears it; across seeds neither probe decides. The "
+                         "seed's Ridge (alpha 6 on unit-norm features) scores below the majority class; with alpha "
+                         "chosen by nested CV (reported in each Ridge record) seed 0's interval straddles 0 too",
     ("MCD-08", "recorded"): "the recorded raw arrays (CIFAR-100, N=2000, T=32, 1 trial, 36 wrappers) do not give 0.25; "
                             "the seed's 0.25 is from a different run (ImageNet val N=2000, summary only: 0.253)",
 }

@@ -32,7 +32,9 @@ def _comparison(ctx: Context, seed: int) -> pipeline.Comparison:
         for loss in ("softmax", "sigmoid"):
             feats[f"proxy-{loss}"], readable = pipeline.features(load(f"proxy-{loss}", seed=seed,
                                                                       progress=ctx.progress), data)
-        return pipeline.run(feats, data, readable, s["folds"], seed=ctx.seed + seed, alpha=s["alpha"])
+        # the seed's two probes decide; RidgeCV (alpha by nested CV) runs beside them on the same folds, reported
+        return pipeline.run(feats, data, readable, s["folds"], seed=ctx.seed + seed, alpha=s["alpha"],
+                            probes=cv.ALL_PROBES)
 
     return ctx.cached(_MEMO.format(seed=seed), make)
 
@@ -54,18 +56,26 @@ def prb04(ctx: Context) -> list[Record]:
             t = comp.test(probe, s["metric"], "proxy-softmax", "proxy-sigmoid")
             ct, pt = t["corrected"], t["paired"]
             diffs.append(ct.mean)
-            out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}", decide("PRB-04", "difference", ct.ci, TIER).verdict,
-                              ct.mean, ct.ci, expected="accuracy(sigmoid features) - accuracy(softmax features) > 0",
+            alt = ""
+            if probe == "ridge":  # the same comparison with alpha chosen inside each training fold, reported beside
+                alt = ("; RidgeCV arm (alpha by nested CV, not the verdict's): "
+                       + comp.test("ridgecv", s["metric"], "proxy-softmax", "proxy-sigmoid")["corrected"].describe()
+                       + " (" + _summary(comp, "ridgecv") + ")")
+            out.append(Record("PRB-04", TIER, f"proxy pair seed {seed} {probe}",
+                              decide("PRB-04", "difference", ct.ci, TIER).verdict, ct.mean, ct.ci,
+                              expected="accuracy(sigmoid features) - accuracy(softmax features) > 0",
                               reason=f"{comp.data}, {comp.k}-fold stratified CV: {_summary(comp, probe)}; difference "
                                      f"{ct.describe()}; {pt.describe()}; the verdict uses the seed's arm (Ridge "
                                      f"alpha {s['alpha']:g} on unit-norm features, SVC defaults) and the corrected t; "
                                      "baselines on the same folds: "
-                                     + ", ".join(f"{k} {r.mean(s['metric']):.3f}" for k, r in comp.baselines.items()),
+                                     + ", ".join(f"{k} {r.mean(s['metric']):.3f}" for k, r in comp.baselines.items())
+                                     + alt,
                               config=dict(s, seeds=list(s["seeds"]), probe=probe, data=comp.data),
                               details=pipeline.as_dict(comp)))
         ci = mean_t_ci(diffs)
-        out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}", decide("PRB-04", "difference", ci, TIER).verdict,
-                          float(np.mean(diffs)), ci, expected="mean accuracy difference over seeds > 0",
+        out.append(Record("PRB-04", TIER, f"proxy pair across seeds {probe}",
+                          decide("PRB-04", "difference", ci, TIER).verdict, float(np.mean(diffs)), ci,
+                          expected="mean accuracy difference over seeds > 0",
                           reason=f"accuracy difference per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t interval "
                                  f"over {len(diffs)} seeds", config=dict(seeds=list(s["seeds"]), probe=probe)))
     return out
