@@ -81,6 +81,35 @@ def test_average_precision_matches_sklearn(n, c, seed):
         assert ap[j] == pytest.approx(average_precision_score(y[:, j], scores), rel=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(5, 60), st.integers(1, 4), st.integers(2, 5), st.integers(0, 10_000))
+def test_average_precision_matches_sklearn_with_ties(n, c, levels, seed):
+    """Issue 22: with coarse (tied) scores the AP differed from scikit-learn's by up to 0.47."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, n).astype(float)
+    y = rng.random((n, c)) < 0.4
+    y[0] = True
+    ap = measures.average_precision(scores, y)
+    for j in range(c):
+        assert ap[j] == pytest.approx(average_precision_score(y[:, j], scores), rel=1e-12)
+
+
+def test_noise_does_not_encode_a_common_concept_and_dimensions_count_one_sign():
+    """Issue 22: AP's chance level is a concept's prevalence, so pure noise 'encoded' every concept present in
+    >= 90% of images; and a canonical dimension counted a concept along its negative sign."""
+    rng = np.random.default_rng(1)
+    n = 600
+    present = np.zeros((n, 2), dtype=bool)
+    present[:, 0] = rng.random(n) < 0.95  # common: chance AP ~0.95
+    present[:, 1] = rng.random(n) < 0.3
+    acts = rng.normal(size=(n, 8))
+    acts[:, 3] -= 5 * present[:, 1]  # detects concept 1 with the negative sign only
+    c = measures.concepts(acts, present, ["common", "neg"])
+    assert c.unique == 0, (c.best_ap, c.detected)
+    basis = np.eye(8)[[3]]  # an SVD-like direction: either sign counts
+    assert measures.concepts(acts, present, ["common", "neg"], basis=basis).unique == 1
+
+
 def test_concepts_count_planted_detectors_either_sign():
     rng = np.random.default_rng(5)
     n = 400
@@ -92,9 +121,10 @@ def test_concepts_count_planted_detectors_either_sign():
     acts[:, 2] -= 5 * present[:, 1]  # dimension 2 detects concept b with the opposite sign
     c = measures.concepts(acts, present, ["a", "b", "c", "rare"], threshold=0.9, min_positives=10)
     assert c.names == ["a", "b", "c"]
-    assert c.unique == 2 and c.detected[0, 0] and c.detected[2, 1] and not c.detected[:, 2].any()
-    assert list(c.per_direction()) == [1, 0, 1, 0, 0, 0]
-    # along a rotated basis the same concepts are found through the rotation's rows
+    # along canonical dimensions only the positive sign counts: b (negative along dimension 2) is not encoded
+    assert c.unique == 1 and c.detected[0, 0] and not c.detected[:, 1].any() and not c.detected[:, 2].any()
+    assert list(c.per_direction()) == [1, 0, 0, 0, 0, 0]
+    # along a rotated basis (directions whose sign is arbitrary) either sign counts, through the rotation's rows
     basis = np.eye(6)[[2, 0]]
     assert measures.concepts(acts, present, ["a", "b", "c", "rare"], basis=basis).unique == 2
 
@@ -129,3 +159,14 @@ def test_finetuned_proxy_starts_as_the_zero_shot_classifier():
         zs = 30.0 * base.encode_image(x, normalize=True) @ head.t()
         torch.testing.assert_close(ft(x), zs, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ft.representation(x).norm(dim=1), torch.ones(8))
+
+
+def test_a_classifiers_bias_is_kept_when_directions_are_pruned():
+    """Issue 22: --model timm:... dropped the head's bias; with every direction kept, the pruned head must
+    classify exactly as the full classifier does, bias included."""
+    rng = np.random.default_rng(3)
+    acts, w, b = rng.normal(size=(300, 12)), rng.normal(size=(5, 12)), 3 * rng.normal(size=5)
+    labels = (acts @ w.T + b).argmax(1)
+    curve = measures.pruning_curve(w, acts, labels, fractions=(1.0,), bias=b)
+    assert curve[1.0].all()
+    assert not measures.pruning_curve(w, acts, labels, fractions=(1.0,))[1.0].all()  # without it, errors

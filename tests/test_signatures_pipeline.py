@@ -135,3 +135,21 @@ def test_mcdo_signatures_on_the_world_and_a_folder(tmp_path, capsys):
     assert "outlier features" in capsys.readouterr().out
     assert main(["signatures", "--model", "proxy-softmax", "--data", str(root)]) == 2
     assert "proxies read the embedded world" in capsys.readouterr().err
+
+
+def test_mcdo_signatures_defaults_to_the_claims_configuration(monkeypatch, tmp_path):
+    """Issue 22: mcdo signatures drew 2000 world images while the ICL claims use 5000, so its figures differed
+    from the report's."""
+    from mcdo.cli import main
+    from mcdo.signatures import collect
+    from mcdo.verify.icl.proxy import SETTINGS
+
+    seen = {}
+
+    def fake(n=2000, seed=7):
+        seen["n"] = n
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(collect, "world_composite", fake)
+    assert main(["signatures", "--random-weights", "--quiet", "--out", str(tmp_path)]) == 2
+    assert seen["n"] == SETTINGS["n_images"] == 5000

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--finetuned", action="store_true", help="a proxy: its fine-tuned counterpart (models.finetune)")
     p.add_argument("--threshold", type=float, default=10.0, help="outlier dimensions: mean |activation| above this "
                                                                  "multiple of the median (default 10)")
+    p.add_argument("--n-images", type=int, default=5000,
+                   help="world images (default 5000, the claims' ICL configuration, so the figures match the report)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
     p.add_argument("--bs", type=int, default=64)
@@ -43,7 +45,7 @@ def _model(args, device: str):
         from ..models.classifier import head, load_classifier
 
         enc = load_classifier(args.model[5:], pretrained=not args.random_weights, device=device)
-        return enc, args.model[5:], lambda task: head(enc)[0] if task.name.startswith("ImageNet") else None
+        return enc, args.model[5:], lambda task: head(enc) if task.name.startswith("ImageNet") else None
     spec = get_spec(args.model)
     if args.finetuned:
         if spec.family != "proxy":
@@ -71,8 +73,8 @@ def _model(args, device: str):
 def _task(args):
     from . import collect
 
-    if args.data == "world":
-        return collect.world_composite()
+    if args.data == "world":  # the claims' configuration (ICL-01/03 on the proxies), so the figures are the report's
+        return collect.world_composite(args.n_images)
     if args.data == "imagenet":
         from .. import env
         from ..data.folders import imagenet_val
@@ -102,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
         acts, labels = collect.representations(model, task.images, batch_size=args.bs, progress=not args.quiet,
                                                 **({} if world else dict(device=device)))
         labels = task.labels if labels is None else labels
-        head = head_of(task)
-        prof = collect.profile(name, task, acts, head, labels, threshold=args.threshold)
+        head = head_of(task)  # a classifier's (weight, bias); a zero-shot head's weight
+        head, bias = head if isinstance(head, tuple) else (head, None)
+        prof = collect.profile(name, task, acts, head, labels, threshold=args.threshold, bias=bias)
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo signatures: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     record = dict(model=name, data=task.name, commit=env.git_commit(), kurtosis_mean=float(prof.kurtosis.mean()),
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
-                  importance=prof.importance.tolist(), pruning_curve={str(k): v for k, v in prof.accuracy.items()})
+                  importance=prof.importance.tolist() or None, pruning_curve={str(k): v for k, v in prof.accuracy.items()})
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     written = [out / f"{stem}.json"]
     if prof.accuracy:

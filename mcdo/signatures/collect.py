@@ -120,7 +120,10 @@ class Profile:
                f"  activation kurtosis (per image, across {len(self.outliers.mean_abs)} dims): mean {k.mean():.2f}, "
                f"median {np.median(k):.2f} (Gaussian: 3); per dimension across images: {self.kurtosis_dimension:.2f}",
                f"  outlier features: {self.outliers.summary()}"]
-        if self.singular_values.size:
+        if not self.singular_values.size:
+            out.append("  privileged directions: none measured (this model has no classification head on this data; "
+                       "a fine-tuned proxy's head is over other classes)")
+        else:
             out.append(f"  privileged directions: top direction carries {100 * self.importance[0]:.1f}% of the "
                        f"importance, top 20% of directions {100 * self.importance[:self._k20].sum():.1f}% (and "
                        f"{100 * self.energy(self._k20):.1f}% of the head's squared singular values)")
@@ -131,14 +134,15 @@ class Profile:
 
 
 def profile(model_name: str, task: Task, acts: np.ndarray, head: np.ndarray | None, labels: np.ndarray,
-            fractions=FRACTIONS, threshold: float = 10.0) -> Profile:
-    """Kurtosis, outlier features and (with a head) privileged directions and the pruning curve of one model."""
+            fractions=FRACTIONS, threshold: float = 10.0, bias: np.ndarray | None = None) -> Profile:
+    """Kurtosis, outlier features and (with a head, and its bias if it has one) privileged directions and the
+    pruning curve of one model."""
     dirs = measures.head_directions(head, acts) if head is not None else None
     p = Profile(model_name, task.name, measures.activation_kurtosis(acts, "vector"),
                 float(np.nanmean(measures.activation_kurtosis(acts, "dimension"))), measures.outlier_profile(acts, threshold),
-                dirs.importance if dirs is not None else np.array([np.nan]),
+                dirs.importance if dirs is not None else np.array([]),
                 dirs.singular_values if dirs is not None else np.array([]))
     if head is not None:
-        p.correct = measures.pruning_curve(head, acts, labels, fractions)
+        p.correct = measures.pruning_curve(head, acts, labels, fractions, bias)
         p.accuracy = {f: float(c.mean()) for f, c in p.correct.items()}
     return p

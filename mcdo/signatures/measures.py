@@ -15,8 +15,9 @@
   reading of the paper's Eq. 4, which weighs a direction by its contribution to the logits on data. Pruning keeps
   the top-k directions by importance and classifies ``W V_k V_k^T h``.
 - **Concepts.** Per direction and concept, the average precision of the direction's score for the concept's
-  presence; a concept is encoded when some direction reaches AP >= 0.9 (either sign: a direction's sign is
-  arbitrary); the count of unique concepts is ICL-04's figure.
+  presence (ties as scikit-learn counts them); a concept is encoded when some direction reaches AP >= 0.9 and
+  beats the concept's prevalence (chance AP) by 0.1; along canonical dimensions the positive sign only, along SVD
+  directions either sign (theirs is arbitrary); the count of unique concepts is ICL-04's figure.
 """
 from __future__ import annotations
 
@@ -87,10 +88,13 @@ def head_directions(head: np.ndarray, acts: np.ndarray) -> Directions:
     return Directions(vt[order], s[order], imp[order] / imp.sum())
 
 
-def pruned_logits(head: np.ndarray, acts: np.ndarray, directions: Directions, k: int) -> np.ndarray:
-    """Logits of the head on the activations projected onto the ``k`` most important directions."""
+def pruned_logits(head: np.ndarray, acts: np.ndarray, directions: Directions, k: int,
+                  bias: np.ndarray | None = None) -> np.ndarray:
+    """Logits of the head (with its ``bias``, when it has one) on the activations projected onto the ``k`` most
+    important directions."""
     v = directions.top(k)
-    return (np.asarray(acts, dtype=np.float64) @ v.T) @ (v @ np.asarray(head, dtype=np.float64).T)
+    logits = (np.asarray(acts, dtype=np.float64) @ v.T) @ (v @ np.asarray(head, dtype=np.float64).T)
+    return logits if bias is None else logits + np.asarray(bias, dtype=np.float64)
 
 
 def kept_directions(fraction: float, d: int) -> int:
@@ -100,13 +104,14 @@ def kept_directions(fraction: float, d: int) -> int:
     return max(1, int(round(fraction * d)))
 
 
-def pruning_curve(head: np.ndarray, acts: np.ndarray, labels: np.ndarray, fractions=(0.05, 0.1, 0.2, 0.4, 0.6, 1.0)
-                  ) -> dict[float, np.ndarray]:
+def pruning_curve(head: np.ndarray, acts: np.ndarray, labels: np.ndarray, fractions=(0.05, 0.1, 0.2, 0.4, 0.6, 1.0),
+                  bias: np.ndarray | None = None) -> dict[float, np.ndarray]:
     """Per-image correctness ``[N]`` (bool) after keeping the top ``fraction`` of the representation's ``d``
-    directions by importance, for each fraction (a fraction beyond the head's rank keeps all of it)."""
+    directions by importance, for each fraction (a fraction beyond the head's rank keeps all of it); a classifier's
+    ``bias`` is kept whole (it is no direction of the representation)."""
     dirs = head_directions(head, acts)
     d = np.asarray(acts).shape[1]
-    return {f: pruned_logits(head, acts, dirs, min(kept_directions(f, d), len(dirs.vectors))).argmax(1) == labels
+    return {f: pruned_logits(head, acts, dirs, min(kept_directions(f, d), len(dirs.vectors)), bias).argmax(1) == labels
             for f in fractions}
 
 
@@ -117,28 +122,29 @@ def _positives(present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _ap_from_ranks(rank: np.ndarray, img: np.ndarray, con: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
-    """AP per concept from each image's rank (1 = highest score): the k-th best-ranked positive of a concept, at
-    rank r, has precision k / r. Costs the number of positives, not images x concepts."""
+    """AP per concept from each image's rank (the number of images scoring at least as high: tied images share the
+    rank of the last of their group), as scikit-learn's ``average_precision_score``: a positive at rank r whose tie
+    group ends with the k-th positive of its concept has precision k / r. Costs the number of positives, not
+    images x concepts."""
     r = rank[img]
     order = np.lexsort((r, con))
     r, c = r[order], con[order]
     starts = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
-    k = np.arange(len(r)) - starts[c] + 1
+    key = c * (len(rank) + 2) + r  # sorted: by concept, then rank
+    k = np.searchsorted(key, key, side="right") - starts[c]  # positives of the concept ranked at or above r
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.bincount(c, weights=k / r, minlength=len(n_pos)) / n_pos
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    rank = np.empty(len(order), dtype=np.float64)
-    rank[order] = np.arange(1, len(order) + 1)
-    return rank
+    """Each image's rank for a score, higher first: the number of images scoring at least as high (ties share)."""
+    s = np.asarray(scores, dtype=np.float64)
+    return (len(s) - np.searchsorted(np.sort(s), s, side="left")).astype(np.float64)
 
 
 def average_precision(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Average precision of one score ``[N]`` for each concept ``present [N, C]`` (bool), as scikit-learn's
-    ``average_precision_score`` for untied scores: mean over positives of the precision at their rank. NaN for a
-    concept with no positive."""
+    """Average precision of one score ``[N]`` for each concept ``present [N, C]`` (bool), equal to scikit-learn's
+    ``average_precision_score`` (ties included). NaN for a concept with no positive."""
     return _ap_from_ranks(_ranks(scores), *_positives(present))
 
 
@@ -160,11 +166,13 @@ class Concepts:
 
 
 def concepts(acts: np.ndarray, present: np.ndarray, names: list[str], basis: np.ndarray | None = None,
-             threshold: float = 0.9, min_positives: int = 10) -> Concepts:
+             threshold: float = 0.9, min_positives: int = 10, margin: float = 0.1) -> Concepts:
     """Concept probing: each direction (the rows of ``basis``; default the representation's own dimensions) scores
-    every image; a concept counts for a direction when the AP of the score, or of its negative, reaches
-    ``threshold``. Concepts with fewer than ``min_positives`` images are left out (an AP from a handful of
-    positives says little)."""
+    every image; a concept counts for a direction when the AP of the score reaches ``threshold`` and exceeds the
+    concept's prevalence (the AP of a score that knows nothing) by ``margin``, so a concept present in 95% of the
+    images is not 'encoded' by noise. Along canonical dimensions only the positive sign counts (a unit's activation
+    has a direction); along ``basis`` rows (SVD directions, whose sign is arbitrary) either sign does. Concepts with
+    fewer than ``min_positives`` images are left out (an AP from a handful of positives says little)."""
     a = np.asarray(acts, dtype=np.float64)
     y = np.asarray(present, dtype=bool)
     keep = y.sum(axis=0) >= min_positives
@@ -172,10 +180,12 @@ def concepts(acts: np.ndarray, present: np.ndarray, names: list[str], basis: np.
     scores = a if basis is None else a @ np.asarray(basis, dtype=np.float64).T
     det = np.zeros((scores.shape[1], y.shape[1]), dtype=bool)
     best = np.zeros(y.shape[1])
-    pos, n = _positives(y), len(a)
+    floor = np.maximum(threshold, y.mean(axis=0) + margin)
+    pos = _positives(y)
     for j in range(scores.shape[1]):
-        rank = _ranks(scores[:, j])  # the negated score ranks every untied image at n + 1 - rank
-        ap = np.fmax(_ap_from_ranks(rank, *pos), _ap_from_ranks(n + 1 - rank, *pos))
-        det[j] = ap >= threshold
+        ap = _ap_from_ranks(_ranks(scores[:, j]), *pos)
+        if basis is not None:
+            ap = np.fmax(ap, _ap_from_ranks(_ranks(-scores[:, j]), *pos))
+        det[j] = ap >= floor
         best = np.fmax(best, ap)
     return Concepts(best, det, kept, threshold)

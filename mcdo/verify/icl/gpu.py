@@ -162,7 +162,8 @@ def icl04(ctx: Context) -> list[Record]:
         out.append(Record("ICL-04", "gpu", ZERO_SHOT if which == "zero-shot" else FINETUNED_CLIP,
                           d.verdict, float(value), ci, expected=d.expected,
                           reason=f"{value} unique concepts of {len(data.names)} (AP >= {SETTINGS['ap']} along some of "
-                                 f"the {acts.shape[1]} dimensions, either sign; concepts with >= "
+                                 f"the {acts.shape[1]} dimensions, positive sign, and AP >= prevalence + 0.1, the null of a score that "
+                                 f"knows nothing; concepts with >= "
                                  f"{SETTINGS['min_positives']} images) on {n} Broden images; {data.unreadable_masks} "
                                  f"unreadable masks; bootstrap CI over images ({SETTINGS['concept_boot']} resamples)",
                           config=_config(ctx, data="Broden", n_images=n)))
