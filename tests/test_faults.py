@@ -6,6 +6,7 @@ fix."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +388,31 @@ def test_an_ood_set_with_no_readable_image_is_named(tmp_path, capsys):
     rc = cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(root), "--quiet",
                    "--out", str(tmp_path / "out")])
     assert rc == 2 and "none could be read" in capsys.readouterr().err
+
+
+def test_a_link_loop_neither_repeats_nor_mislabels_images(tmp_path):
+    """Issue 20: with cat/self -> . the cat images were listed 41 times, with cat/loop -> .. other classes' images
+    were labelled cat. Each real folder is walked once, never out of the class folder; a broken link and a second
+    name of an image are left out; all of it is named."""
+    import os
+
+    from mcdo.data.folders import class_folder, images_under
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            (tmp_path / c / f"{i}.jpg").write_bytes(b"x")
+    os.symlink(".", tmp_path / "cat" / "self")
+    os.symlink("..", tmp_path / "cat" / "loop")
+    os.symlink("missing.jpg", tmp_path / "cat" / "broken.jpg")
+    os.symlink("0.jpg", tmp_path / "dog" / "alias.jpg")
+    with pytest.warns(UserWarning, match="left out"):
+        f = class_folder(tmp_path)
+    assert sorted(p.name for p in f.images.paths) == ["0.jpg", "0.jpg", "1.jpg", "1.jpg", "2.jpg", "2.jpg"]
+    assert f.images.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    skipped = []
+    with pytest.warns(UserWarning):
+        images_under(tmp_path / "cat", skipped)
+    assert {Path(p).name: why for p, why in skipped} == {"loop": f"a link out of {tmp_path / 'cat'}",
+                                                        "self": "a link to a folder already listed",
+                                                        "broken.jpg": "a link to no file"}

@@ -156,6 +156,10 @@ def test_baselines_on_the_same_folds_match_a_naive_loop(rng):
         assert maj.per_fold["accuracy"][i] == pytest.approx(np.mean(y[test] == vals[np.argmax(counts)]))
         guess = int(np.rint(y[train].mean()))
         assert mean.per_fold["rmse"][i] == pytest.approx(np.sqrt(np.mean((y[test] - guess) ** 2)))
+    # a split whose training and test parts have different majorities: the baseline may only know the training part
+    y2 = np.array([1] * 60 + [5] * 40 + [5] * 30 + [1] * 10)
+    split = [(np.arange(100), np.arange(100, 140))]
+    assert cv.baseline(y2, split, "majority", True).per_fold["accuracy"][0] == pytest.approx(10 / 40)
 
 
 def test_degenerate_fold_differences_are_flagged_or_refused():

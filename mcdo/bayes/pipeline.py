@@ -105,16 +105,13 @@ def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batc
     return Calibration(enc.spec.name, bvlm, pred, np.asarray(evaluation.labels), comp, config)
 
 
-def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_size: int = 256,
-                   device: str = "cpu") -> dict[str, int]:
-    """Floating-point operations (matrix products, counted by torch's FlopCounterMode) of deterministic and of
-    uncertainty-aware zero-shot inference over the same images, encoding included, class prompts encoded once
-    outside both: a measure of the extra work that does not depend on the machine or its load."""
+def _inference(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_size: int, device: str):
+    """Deterministic and uncertainty-aware zero-shot inference over the same images, each encoding them itself,
+    the class prompts encoded once outside both: what BVL-04 compares."""
     import torch
 
-    from ..flops import count_flops
-
-    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size,
+                                       device).to_cpu()
     cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
 
     def deterministic():
@@ -122,35 +119,40 @@ def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch
         return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
 
     def laplace():
-        return bvlm.predict(projection_image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+        feats = projection_image_features(enc, evaluation.images, batch_size, device).to_cpu()
+        return bvlm.predict(feats, classes).probs
 
-    return {name: count_flops(fn)[0] for name, fn in (("deterministic", deterministic), ("laplace", laplace))}
+    return {"deterministic": deterministic, "laplace": laplace}
+
+
+def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_size: int = 256,
+                   device: str = "cpu") -> dict[str, int]:
+    """Floating-point operations (matrix products and attention, ``mcdo.flops.count_flops``) of deterministic and
+    of uncertainty-aware zero-shot inference over the same images, encoding included: a measure of the extra work
+    that does not depend on the machine or its load."""
+    from ..flops import count_flops
+
+    return {name: count_flops(fn)[0] for name, fn in _inference(enc, evaluation, bvlm, prompt, batch_size,
+                                                                 device).items()}
 
 
 def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: int = 7, batch_size: int = 256,
              device: str = "cpu") -> dict:
     """Wall time of deterministic and of uncertainty-aware zero-shot inference over the same images (encoding
-    included, class prompts encoded once outside both), alternated ``repeats`` times after a warm-up."""
+    included, class prompts encoded once outside both), alternated ``repeats`` times after a warm-up (the
+    benchmark's figure; the claim counts operations)."""
     import torch
 
-    classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
-    cls_n = torch.nn.functional.normalize(classes.embeddings.double(), dim=-1)
-
-    def deterministic():
-        f = projection_image_features(enc, evaluation.images, batch_size, device).embeddings.double()
-        return torch.softmax(bvlm.scale * torch.nn.functional.normalize(f, dim=-1) @ cls_n.T, dim=-1)
-
-    def laplace():
-        return bvlm.predict(projection_image_features(enc, evaluation.images, batch_size, device).to_cpu(), classes).probs
+    fns = _inference(enc, evaluation, bvlm, prompt, batch_size, device)
 
     def sync():
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
 
     times = {"deterministic": [], "laplace": []}
-    deterministic(), laplace()  # warm-up
+    fns["deterministic"](), fns["laplace"]()  # warm-up
     for _ in range(repeats):
-        for name, fn in (("deterministic", deterministic), ("laplace", laplace)):
+        for name, fn in fns.items():
             sync()
             t0 = time.perf_counter()
             fn()
