@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
 from pathlib import Path
 
 from .data.folders import MOS_SETS
+from .io import WriteFailed
 from .verify import catalog
 
 
@@ -233,7 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"mcdo {args.command}: {problem}", file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as e:  # a full disk or a folder that went read-only mid-run: one line, the file named
+        if not (isinstance(e, WriteFailed) or e.errno in _DISK_ERRORS):
+            raise
+        print(f"mcdo {args.command}: {e}; free space there or choose another --out / MCDO_CACHE_DIR (finished "
+              "cache files are kept, a rerun resumes from them)", file=sys.stderr)
+        return 1
+
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
 
 
 # integer options shared by the commands, and the least value each can take (a library error would otherwise

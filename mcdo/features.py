@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import env
-from .io import read_cache, save_npz_atomic
+from .io import keep_cache, read_cache, save_npz_atomic
 from .data.folders import ImageFiles, ImageList, content_key
 from .models.encoder import Encoder
 from .zeroshot import model_cache_id, image_transform
@@ -59,22 +59,20 @@ def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, devic
     ``resize``: the model's own preprocessing, or "bilinear" (the MCM paper's; see ``image_transform``)."""
     from tqdm.auto import tqdm
 
-    tag = f"{precision}" + ("" if resize == "model" else f"-{resize}")
+    tag = f"{precision}" + ("" if resize == "model" else f"-{resize}") + "-strip2"  # StripCrop(2) in front
     folder = env.cache_dir() / "features" / model_cache_id(enc) / f"{images.name.replace('/', '_')}-{_set_key(images)}-{tag}"
     n = len(images)
     starts = list(range(0, n, shard))
     shards = {s: (_read_shard(folder / f"{s:08d}.npz") if cache else None) for s in starts}
     todo = [s for s in starts if shards[s] is None]
     if todo:
-        folder.mkdir(parents=True, exist_ok=True)
         transform = image_transform(enc, resize)
         bar = tqdm(total=sum(min(shard, n - s) for s in todo), desc=f"features {images.name}", unit="img",
                    disable=not progress)
         for s in todo:
             path = folder / f"{s:08d}.npz"
-            _encode_shard(enc, images, transform, range(s, min(n, s + shard)), path, batch_size,
-                          device, workers, precision, bar)
-            shards[s] = _read_shard(path)
+            shards[s] = _encode_shard(enc, images, transform, range(s, min(n, s + shard)), path, batch_size,
+                                      device, workers, precision, bar)
         bar.close()
     feats, pos, bad = [], [], []
     for s in starts:
@@ -88,7 +86,7 @@ def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, devic
 
 
 def _encode_shard(enc, images, transform, positions: range, path: Path, batch_size, device, workers, precision,
-                  bar) -> None:
+                  bar) -> dict:
     subset = torch.utils.data.Subset(ImageFiles(images, transform), list(positions))
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers,
                                          collate_fn=ImageFiles.collate, pin_memory=device.startswith("cuda"))
@@ -104,4 +102,5 @@ def _encode_shard(enc, images, transform, positions: range, path: Path, batch_si
     dim = enc.spec.embed_dim
     arrays = dict(features=np.concatenate(feats) if feats else np.zeros((0, dim), np.float32),
                   positions=np.asarray(pos, np.int64), failed=np.asarray(bad, np.int64))
-    save_npz_atomic(path, arrays)  # a shard on disk is always complete
+    keep_cache(save_npz_atomic, path, arrays)  # a shard on disk is always complete
+    return arrays

@@ -40,16 +40,49 @@ def write_atomic(path: Path | str, write: Callable[[BinaryIO], Any]) -> Path:
     """``write(f)`` writes the file's bytes to ``f`` under a temporary name beside ``path``, then it is renamed to
     ``path``; on any error the temporary file is removed and the old ``path`` (if any) is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except Exception as e:  # a full disk surfaces as OSError, or from torch.save as a RuntimeError about positions
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(path, e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+class WriteFailed(OSError):
+    """A file that could not be written, named with the reason and the space left where it was going."""
+
+    def __init__(self, path: Path, cause: BaseException):
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(getattr(cause, "errno", None), f"could not write {path} ({type(cause).__name__}: "
+                         f"{getattr(cause, 'strerror', None) or cause}; {free})")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def keep_cache(save: Callable[..., Any], path: Path | str, *args) -> bool:
+    """``save(path, *args)`` for a cache file: a cache that cannot be written (a full disk, a read-only cache
+    folder) is named in a warning and the run goes on without it, since its work is in memory already."""
+    try:
+        save(path, *args)
+        return True
+    except OSError as e:
+        warnings.warn(f"cache not kept: {e}; the run goes on, later runs recompute it (free space there or set "
+                      "MCDO_CACHE_DIR)", stacklevel=2)
+        return False
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
@@ -61,13 +94,17 @@ def write_texts_atomic(texts: dict[Path, str], last: Path | None = None) -> None
     """Several text files that belong together (a report's JSON, JSONL and markdown): all are written to temporary
     names first and renamed only when every one is complete, ``last`` renamed last."""
     tmps = {Path(p): _tmp(Path(p)) for p in texts}
+    p = None
     try:
         for p, text in texts.items():
             Path(p).parent.mkdir(parents=True, exist_ok=True)
-            tmps[Path(p)].write_text(text, encoding="utf-8")
-    except BaseException:
+            with open(tmps[Path(p)], "wb") as f:
+                f.write(text.encode("utf-8"))
+    except BaseException as e:
         for t in tmps.values():
             t.unlink(missing_ok=True)
+        if isinstance(e, Exception):
+            raise WriteFailed(Path(p), e) from e
         raise
     order = sorted(tmps, key=lambda p: p == last)
     for p in order:

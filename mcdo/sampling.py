@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import read_cache, save_npz_atomic
+from .io import keep_cache, read_cache, save_npz_atomic
 from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
 from .fastpath import CLIPViTRunner, supports
 from .masks import image_keys, row_keys
@@ -193,7 +193,7 @@ def _batch_key(base: dict, images: torch.Tensor) -> str:
 
 
 def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: int, seed: int,
-               keep_samples: bool) -> dict[str, np.ndarray]:
+               keep_samples: bool, bar=None) -> dict[str, np.ndarray]:
     b = images.shape[0]
     per_chunk = max(1, max_rows // b)
     pre, post, kept = _Moments(), _Moments(), None
@@ -215,6 +215,8 @@ def _run_batch(runner, ctl: MCDropout, images: torch.Tensor, T: int, max_rows: i
                     kept = np.empty((b, T, out.shape[-1]), dtype=np.float32)
                 kept[:, done:done + t] = out.float().transpose(0, 1).cpu().numpy()
             done += t
+            if bar is not None:
+                bar.update(t * b)
     result = {"mean_pre": pre.mean, "var_pre": pre.var(), "mean_post": post.mean, "var_post": post.var()}
     result = {k: v.cpu().numpy() for k, v in result.items()}
     if keep_samples:
@@ -285,7 +287,7 @@ def mc_sample(
         runner = make_runner(tower, ctl, DTYPES[dtype])
         batch_size, max_rows, chunking = _chunking(tower, runner, ctl, images, T, batch_size, max_rows)
         batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
-        total = -(-images.shape[0] // batch_size) if isinstance(images, torch.Tensor) else None
+        total = images.shape[0] * int(T) if isinstance(images, torch.Tensor) else None  # passes, image by image
         base = dict(model=model_name, weights=weights_fingerprint(tower) if cache_dir else "", mode=ctl.mode, p=ctl.p,
                     T=int(T), seed=seed, dtype=dtype, keep_samples=keep_samples,
                     runner=type(runner).__name__, version=SAMPLER_VERSION)
@@ -298,18 +300,22 @@ def mc_sample(
         parts = _Collector(images.shape[0] if isinstance(images, torch.Tensor) else None)
         from tqdm.auto import tqdm
 
-        for batch in tqdm(batches, total=total, desc=f"MC T={T}", unit="batch", disable=not progress, leave=False):
+        # counted in passes (an image's one pass is one), updated per chunk: a large T shows progress and a rate
+        bar = tqdm(total=total, desc=f"MC T={T}", unit="pass", unit_scale=True, disable=not progress, leave=False)
+        for batch in batches:
             key = _batch_key(base, batch)
             path = cache / f"{key}.npz" if cache else None
             if path is not None and path.is_file():
                 part = _load_cached(path)
                 if part is not None:
                     parts.add(part)
+                    bar.update(batch.shape[0] * int(T))
                     continue
-            part = _run_batch(runner, ctl, batch.to(device), T, max_rows, seed, keep_samples)
+            part = _run_batch(runner, ctl, batch.to(device), T, max_rows, seed, keep_samples, bar)
             if path is not None:
-                save_npz_atomic(path, part)
+                keep_cache(save_npz_atomic, path, part)
             parts.add(part)
+        bar.close()
     finally:
         if own:
             ctl.remove()

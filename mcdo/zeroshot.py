@@ -8,13 +8,14 @@ class list and template set, so they are computed once.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import env
-from .io import read_cache, save_npy_atomic
+from .io import keep_cache, read_cache, save_npy_atomic
 from .models.encoder import Encoder
 
 # "mcm": the OOD seed's single prompt (with a period); "photo": the MCM paper's code and the MC-dropout seed's
@@ -59,12 +60,12 @@ def image_transform(enc: Encoder, resize: str = "model"):
 
         mean, std = _normalisation(enc)
         s = enc.spec.image_size
-        return T.Compose([T.Resize(s, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(s),
+        return T.Compose([StripCrop(), T.Resize(s, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(s),
                           T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), T.Normalize(mean, std)])
     if resize != "model":
         raise ValueError(f"unknown resize {resize!r}; choose 'model' or 'bilinear'")
     if enc.backend in ("open_clip", "timm"):  # the library's own transform
-        return enc.preprocess
+        return bound_strips(enc.preprocess)
     if enc.backend == "hf":
         from torchvision import transforms as T
 
@@ -72,6 +73,40 @@ def image_transform(enc: Encoder, resize: str = "model"):
         return T.Compose([T.Resize((s, s), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
                           T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     raise ValueError(f"{enc.spec.name} ({enc.backend}) does not read image files; it takes arrays")
+
+
+class StripCrop:
+    """Crop an image's long side to at most ``ratio`` times its short side, about the centre. Before a resize of
+    the short side and a centre crop, this keeps the region the crop keeps (with half a short side to spare on
+    each side for the resampling kernel), so the output moves by at most half an output pixel, while a 1 x 3000
+    strip no longer becomes a 384 x 1,152,000 image (1.7 GB) on the way."""
+
+    def __init__(self, ratio: float = 2.0):
+        self.ratio = ratio
+
+    def __call__(self, im):
+        w, h = im.size
+        short, long = min(w, h), max(w, h)
+        keep = int(math.ceil(self.ratio * short))
+        if long <= keep:
+            return im
+        start = (long - keep) // 2
+        return im.crop((start, 0, start + keep, h) if w > h else (0, start, w, start + keep))
+
+    def __repr__(self) -> str:
+        return f"StripCrop(ratio={self.ratio})"
+
+
+def bound_strips(transform):
+    """``transform`` with a ``StripCrop`` in front when it resizes the short side and then centre-crops (the only
+    kind whose memory grows with the aspect ratio; a squash resize is left alone, since it shows the whole image)."""
+    from torchvision import transforms as T
+
+    ops = getattr(transform, "transforms", None)
+    if (ops and len(ops) >= 2 and isinstance(ops[0], T.Resize) and isinstance(ops[1], T.CenterCrop)
+            and (isinstance(ops[0].size, int) or len(ops[0].size) == 1)):
+        return T.Compose([StripCrop(), *ops])
+    return transform
 
 
 def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
@@ -107,7 +142,8 @@ def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "m
         _save_npy(path, emb)
         for f in shard_dir.glob("*.npy"):
             f.unlink()
-        shard_dir.rmdir()
+        if shard_dir.is_dir():
+            shard_dir.rmdir()
     return emb
 
 
@@ -128,7 +164,7 @@ def _read_npy(path) -> np.ndarray | None:
 
 def _save_npy(path, arr: np.ndarray) -> None:
     """Write then rename: a file on disk is always complete."""
-    save_npy_atomic(path, arr)
+    keep_cache(save_npy_atomic, path, arr)
 
 
 def _normalisation(enc: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:

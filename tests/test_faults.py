@@ -416,3 +416,114 @@ def test_a_link_loop_neither_repeats_nor_mislabels_images(tmp_path):
     assert {Path(p).name: why for p, why in skipped} == {"loop": f"a link out of {tmp_path / 'cat'}",
                                                         "self": "a link to a folder already listed",
                                                         "broken.jpg": "a link to no file"}
+
+
+def test_a_name_that_is_not_utf8_is_left_out_by_name(tmp_path):
+    """Issue 20: one file name with bytes that are not UTF-8 refused the whole run with a codec message naming no
+    file. That file is left out and named; the others are read and keyed; a class folder so named is refused by
+    name (its name would be a prompt)."""
+    import os
+
+    from mcdo.data.folders import MissingData, class_folder, content_key
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            (tmp_path / c / f"{i}.jpg").write_bytes(b"x")
+    os.rename(os.fsencode(tmp_path / "cat" / "0.jpg"), os.fsencode(tmp_path / "cat") + b"/\xff\xfe.jpg")
+    with pytest.warns(UserWarning, match=r"not UTF-8.*rename") as w:
+        f = class_folder(tmp_path)
+    assert "\\udcff" in str(w[0].message)  # the file named, escaped
+    assert sorted(p.name for p in f.images.paths) == ["0.jpg", "1.jpg", "1.jpg"]
+    assert len(content_key(f.images)) == 16
+    os.rename(os.fsencode(tmp_path / "dog"), os.fsencode(tmp_path) + b"/d\xf6g")
+    with pytest.raises(MissingData, match="not UTF-8"):
+        class_folder(tmp_path)
+
+
+def _disk_full_under(monkeypatch, folder: Path, after: int = 4096):
+    """Every file opened for writing under ``folder`` takes ``after`` bytes, then fails as a full disk does."""
+    import builtins
+    import errno as errno_
+
+    import mcdo.io
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > after:
+                raise OSError(errno_.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+    def fake_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return Full(f) if "w" in mode and str(Path(path).resolve()).startswith(str(folder.resolve())) else f
+
+    monkeypatch.setattr(mcdo.io, "open", fake_open, raising=False)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    """Issue 20: a full cache disk gave raw OSError tracebacks (bayes: 'enforce fail ... unexpected pos' from
+    torch.save). A cache that cannot be written is named in a warning and the run finishes from memory; a report
+    that cannot be written is one line naming the file, exit 1, and no partial file is left."""
+    from mcdo.io import WriteFailed, torch_save_atomic
+    from mcdo.testing import make_image_folders
+
+    root = make_image_folders(tmp_path / "data")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(cache))
+    _disk_full_under(monkeypatch, cache, after=256)
+    argv = ["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(root), "--quiet", "--out", str(out)]
+    with pytest.warns(UserWarning, match="cache not kept: could not write .*No space left"):
+        assert cli.main(argv) == 0
+    assert len(list(out.glob("*.jsonl"))) == 1
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 256]  # no prefix left behind
+    with pytest.raises(WriteFailed, match=r"could not write .*x\.pt"):  # torch.save's own error, named
+        torch_save_atomic(cache / "x.pt", {"a": __import__("torch").zeros(10000)})
+    _disk_full_under(monkeypatch, out, after=100)
+    for f in out.iterdir():
+        f.unlink()
+    assert cli.main(argv) == 1  # the cache has room now, the output folder has none
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not write" in err[0] and str(out) in err[0] and "MiB free" in err[0]
+    assert not list(out.iterdir())
+
+
+def test_a_strip_image_is_cropped_before_it_is_resized():
+    """Issue 20: a 1 x 3000 strip cost 1.7 GB in 384-px preprocessing (short side resized to 384 first). The
+    transform crops the long side to twice the short one first: the same output within half an output pixel on an
+    ordinary wide image, a bounded one for the strip; a squash resize is left as it was."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from mcdo.models import load
+    from mcdo.zeroshot import StripCrop, bound_strips, image_transform
+
+    enc = load("tiny-clip", pretrained=False)
+    bounded, plain = image_transform(enc), enc.preprocess
+    assert isinstance(bounded.transforms[0], StripCrop)
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(90, 400, 3)), 0), 1)  # a natural-ish image, smooth at pixel scale
+    smooth = ((smooth - smooth.min()) / np.ptp(smooth) * 255).astype(np.uint8)
+    im = Image.fromarray(smooth)
+    a, b = bounded(im), plain(im)
+    assert a.shape == b.shape and (a - b).abs().mean() < 0.01 * b.abs().mean()  # another image: 0.47
+    strip = Image.fromarray(rng.integers(0, 255, (1, 3000, 3), dtype=np.uint8))
+    assert StripCrop()(strip).size == (2, 1) and bounded(strip).shape == (3, 32, 32)
+    squash = T.Compose([T.Resize((32, 32)), T.ToTensor()])
+    assert bound_strips(squash) is squash

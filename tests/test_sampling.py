@@ -266,3 +266,28 @@ def test_auto_dtype_follows_the_hardware(monkeypatch, tiny):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert precision.resolve("auto", "cuda")[0] == "float32"
     assert precision.resolve("float32", "cuda") == ("float32", "asked for")
+
+
+def test_progress_counts_passes_within_a_batch(tiny, monkeypatch):
+    """Issue 20: ``T = 10**9`` ran with no progress shown (the bar counted batches, and one batch held every pass).
+    The bar counts image-passes and moves with every chunk of passes, cached batches included."""
+    import tqdm.auto
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total=None, **kw):
+            updates.append(("total", total))
+
+        def update(self, n):
+            updates.append(("update", n))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    mc_sample(tiny["tiny-clip"].vision_tower, x, T=40, p=0.05, batch_size=2, max_rows=20, progress=True)
+    assert updates[0] == ("total", 4 * 40)
+    steps = [n for k, n in updates[1:]]
+    assert steps == [20] * 8  # 10 passes of 2 images per chunk, 4 chunks per batch, 2 batches

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..models.heads import ProjectionFeatures, projection_features, projection_weight
-from ..io import read_cache, torch_save_atomic
+from ..io import keep_cache, read_cache, torch_save_atomic
 from . import kfac
 from .laplace import KFACPosterior
 from .probcosine import cosine_moments_eigen, logit_moments, probit_probs
@@ -153,6 +153,6 @@ def factors_cached(encoder, data_key: str, compute: Callable[[], tuple[kfac.Fact
     if cached is not None:
         return cached
     img, txt = compute()
-    torch_save_atomic(path, dict(key=key, A_img=img.A, B_img=img.B, n_img=img.n, A_txt=txt.A, B_txt=txt.B,
-                                 n_txt=txt.n))
+    keep_cache(torch_save_atomic, path, dict(key=key, A_img=img.A, B_img=img.B, n_img=img.n, A_txt=txt.A,
+                                             B_txt=txt.B, n_txt=txt.n))
     return img, txt

@@ -54,7 +54,7 @@ def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "
 
     from .. import env
     from ..data.folders import ImageList
-    from ..io import read_cache, torch_save_atomic
+    from ..io import keep_cache, read_cache, torch_save_atomic
     from ..zeroshot import model_cache_id
 
     key = hashlib.sha256(hessian.key().encode()).hexdigest()[:16]
@@ -76,8 +76,8 @@ def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "
                              images.layout) if isinstance(images, ImageList) else images[start:stop])
             piece = (projection_image_features(enc, sub, batch_size, device).to_cpu(),
                      projection_text_features(enc, hessian.captions[start:stop], batch_size, device).to_cpu())
-            torch_save_atomic(path, {m: (f.activations, f.embeddings, f.residual)
-                                     for m, f in zip(("image", "text"), piece)})
+            keep_cache(torch_save_atomic, path, {m: (f.activations, f.embeddings, f.residual)
+                                                 for m, f in zip(("image", "text"), piece)})
         img.append(piece[0])
         txt.append(piece[1])
 

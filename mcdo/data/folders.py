@@ -79,6 +79,9 @@ def images_under(folder: Path, skipped: list[tuple[str, str]] | None = None) -> 
         seen.add(real)
         keep = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
+            if not _utf8(d):
+                left.append((ascii(os.path.join(dirpath, d)), "a folder name that is not UTF-8: rename it"))
+                continue
             target = os.path.realpath(os.path.join(dirpath, d))
             if os.path.commonpath([top, target]) != top:
                 left.append((os.path.join(dirpath, d), f"a link out of {folder}"))
@@ -91,6 +94,9 @@ def images_under(folder: Path, skipped: list[tuple[str, str]] | None = None) -> 
             if f.startswith(".") or not f.lower().endswith(IMAGE_SUFFIXES):
                 continue
             path = Path(dirpath) / f
+            if not _utf8(f):  # would break every key, report and JSON file downstream
+                left.append((ascii(str(path)), "a file name that is not UTF-8: rename it"))
+                continue
             if not os.path.isfile(path):  # a broken link or a link loop
                 left.append((str(path), "a link to no file"))
                 continue
@@ -108,6 +114,15 @@ def images_under(folder: Path, skipped: list[tuple[str, str]] | None = None) -> 
         if skipped is not None:
             skipped += left
     return sorted(out)
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name as the OS gave it (undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content digest, per process
@@ -263,6 +278,10 @@ def class_folder(path: Path | str) -> ClassFolder:
     base = root / "images" if (root / "images").is_dir() else root
     classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if base.is_dir() else []
+    bad = [c for c in classes if not _utf8(c)]
+    if bad:
+        raise MissingData(f"class names in {ascii(str(root))}: {', '.join(ascii(c) for c in bad)} are not UTF-8",
+                          "rename those class folders (their names become the zero-shot prompts)")
     if not classes:
         raise MissingData(f"labelled image folder {root} (no class sub-folders with images)",
                           f"put one folder per class under {root} (or Food-101 as extracted: {root}/images/<class>/)")

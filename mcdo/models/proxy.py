@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import read_cache, torch_save_atomic
+from ..io import keep_cache, read_cache, torch_save_atomic
 
 LOSSES = ("softmax", "sigmoid")
 
@@ -214,7 +214,7 @@ def cached_module(path: Path, empty, make) -> nn.Module:
     if cached is not None:
         return cached
     model = make()
-    torch_save_atomic(path, model.state_dict())
+    keep_cache(torch_save_atomic, path, model.state_dict())
     return model
 
 
