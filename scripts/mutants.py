@@ -87,6 +87,28 @@ MUTANTS = [
     ("probe baseline predicts the test fold's majority", "mcdo/probe/cv.py",
      "values, counts = np.unique(y[train], return_counts=True)", "values, counts = np.unique(y[test], return_counts=True)",
      "tests/test_probe.py"),
+    # issue 21: a wrong Laplace, each killed by tests/test_bayes.py alone
+    ("Laplace: Hessian scaled by sqrt(n)", "mcdo/bayes/laplace.py", "else self.config.multiplier * self.factors.n)",
+     "else self.config.multiplier * math.sqrt(self.factors.n))", "tests/test_bayes.py"),
+    ("Laplace: Hessian scaled by n", "mcdo/bayes/kfac.py", "return self.A / self.n, self.B / self.n",
+     "return self.A / self.n, self.B", "tests/test_bayes.py"),
+    ("Laplace: an extra factor of the number of classes", "mcdo/bayes/kfac.py",
+     "return scale**2 * (_weighted_gram(p, y) - yp[:, :, None] * yp[:, None, :])",
+     "return y.shape[0] * scale**2 * (_weighted_gram(p, y) - yp[:, :, None] * yp[:, None, :])", "tests/test_bayes.py"),
+    ("Laplace: logit_scale^2 missing", "mcdo/bayes/kfac.py", "return scale**2 * _weighted_gram(sig * (1 - sig), y)",
+     "return _weighted_gram(sig * (1 - sig), y)", "tests/test_bayes.py"),
+    ("Laplace: no normalisation Jacobian", "mcdo/bayes/kfac.py",
+     "return j @ logit_hessian(e, targets, likelihood, scale, bias) @ j",
+     "return logit_hessian(e, targets, likelihood, scale, bias)", "tests/test_bayes.py"),
+    ("BayesVLM evidence with a 1/2 on the log-determinant", "mcdo/bayes/laplace.py",
+     "return -0.5 * lam * w2 + 0.5 * d * torch.log(lam) - log_det",
+     "return -0.5 * lam * w2 + 0.5 * d * torch.log(lam) - 0.5 * log_det", "tests/test_bayes.py"),
+    ("probit with pi/3", "mcdo/bayes/probcosine.py", "torch.sqrt(1 + math.pi / 8 * logit_var)",
+     "torch.sqrt(1 + math.pi / 3 * logit_var)", "tests/test_bayes.py"),
+    ("SigLIP bias dropped from the probit logits", "mcdo/bayes/probcosine.py",
+     "return scale * cos_mean + (bias or 0.0), scale**2 * cos_var", "return scale * cos_mean, scale**2 * cos_var",
+     "tests/test_bayes.py"),
+
 ]
 
 

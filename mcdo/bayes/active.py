@@ -65,8 +65,6 @@ def refit_map(prior: KFACPosterior, feats: ProjectionFeatures, labels: torch.Ten
               scale: float, iters: int = 60) -> torch.Tensor:
     """The projection's MAP on the labelled data under the Gaussian prior ``N(W0, P0^-1)`` of ``prior``."""
     w0 = prior.weight.double()
-    a_mean, b_mean = (m.double() for m in prior.factors.means())
-    count, lam = prior.count, prior.prior_precision
     w = w0.clone(memory_format=torch.contiguous_format).requires_grad_(True)
     a, r, y = feats.activations.double(), feats.residual.double(), labels.long()
     cls = F.normalize(classes.double(), dim=-1)
@@ -76,8 +74,7 @@ def refit_map(prior: KFACPosterior, feats: ProjectionFeatures, labels: torch.Ten
         opt.zero_grad()
         d = w - w0
         logits = scale * F.normalize(a @ w.T + r, dim=-1) @ cls.T
-        loss = F.cross_entropy(logits, y, reduction="sum") + 0.5 * (count * torch.trace(d.T @ b_mean @ d @ a_mean)
-                                                                    + lam * (d**2).sum())
+        loss = F.cross_entropy(logits, y, reduction="sum") + 0.5 * prior.precision_quadratic(d)
         loss.backward()
         return loss
 
@@ -133,8 +130,7 @@ def run(strategy: str, prior: KFACPosterior, pool: ProjectionFeatures, pool_labe
         lab = pool[idx]
         w = refit_map(prior, lab, torch.as_tensor(np.asarray(pool_labels)[chosen]), classes, scale)
         extra = classification_factors(lab, w, classes, scale)
-        post = KFACPosterior(w, prior.factors + extra, prior.prior_precision,
-                             None if prior.pseudo_count is None else prior.pseudo_count + extra.n)
+        post = prior.updated(extra, w)
     return Curve(strategy, n_labels, acc)
 
 

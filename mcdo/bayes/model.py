@@ -100,7 +100,7 @@ class BayesVLM:
         qy, cy = self.text.embedding_covariance(classes.activations)
         mx, my = image.embeddings.double(), classes.embeddings.double()
         cmean, cvar = cosine_moments_eigen(mx, qx, cx, my, qy, cy, covariance)
-        lmean, lvar = logit_moments(cmean, cvar, self.scale, self.bias)
+        lmean, lvar = logit_moments(cmean, cvar, self.scale, self.bias if self.image.config.probit_bias else None)
         det = self.scale * torch.nn.functional.normalize(mx, dim=-1) @ torch.nn.functional.normalize(my, dim=-1).T
         return Prediction(lmean, lvar, probit_probs(lmean, lvar), torch.softmax(det, dim=-1))
 

@@ -62,7 +62,8 @@ def cosine_moments_eigen(mu_x: torch.Tensor, basis_x: torch.Tensor, eig_x: torch
 
 def logit_moments(cos_mean: torch.Tensor, cos_var: torch.Tensor, scale: float,
                   bias: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of the logits ``scale * cos + bias`` (bias: SigLIP's; it cancels in a softmax)."""
+    """Mean and variance of the logits ``scale * cos + bias`` (bias: SigLIP's; a constant that cancels in a plain
+    softmax, not under the probit, which scales each class's logit by its own variance)."""
     return scale * cos_mean + (bias or 0.0), scale**2 * cos_var
 
 
