@@ -88,8 +88,8 @@ MUTANTS = [
      "values, counts = np.unique(y[train], return_counts=True)", "values, counts = np.unique(y[test], return_counts=True)",
      "tests/test_probe.py"),
     # issue 21: a wrong Laplace, each killed by tests/test_bayes.py alone
-    ("Laplace: Hessian scaled by sqrt(n)", "mcdo/bayes/laplace.py", "else self.config.multiplier * self.factors.n)",
-     "else self.config.multiplier * math.sqrt(self.factors.n))", "tests/test_bayes.py"),
+    ("Laplace: Hessian scaled by sqrt(n)", "mcdo/bayes/laplace.py", "else self.config.multiplier) * self.factors.n)",
+     "else self.config.multiplier) * math.sqrt(self.factors.n))", "tests/test_bayes.py"),
     ("Laplace: Hessian scaled by n", "mcdo/bayes/kfac.py", "return self.A / self.n, self.B / self.n",
      "return self.A / self.n, self.B", "tests/test_bayes.py"),
     ("Laplace: an extra factor of the number of classes", "mcdo/bayes/kfac.py",

@@ -1,5 +1,7 @@
 """BayesVLM end to end: projection features on every backend, the gpu-tier evaluators on generated folders with
 random-weight stand-ins (every number against a direct computation), skips naming what is missing, the command."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -69,8 +71,16 @@ def test_bvl_gpu_evaluators_with_stand_ins(tmp_path, monkeypatch):
     monkeypatch.setenv("MCDO_DEVICE", "cpu")
     ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=8, n_boot=50,
                          stand_ins={"clip-vit-b-32-laion2b": "tiny-clip", "siglip-vit-b-16": "tiny-siglip"})
-    recs = {r.model: r for r in engine.evaluate("BVL-03", "gpu", ctx)}
+    from mcdo.verify.bvl.gpu import SETTINGS
+
+    all_recs = engine.evaluate("BVL-03", "gpu", ctx)
+    recs = {r.model: r for r in all_recs if not r.variant}
     assert set(recs) == {"clip-vit-b-32-laion2b", "siglip-vit-b-16"}
+    # the notebook's table for its own model, baseline first: a random stand-in's baseline is not the notebook's
+    (anchor,) = [r for r in all_recs if r.variant == "notebook anchor"]
+    assert anchor.model == "clip-vit-b-32-laion2b" and anchor.verdict == "not reproduced"
+    assert anchor.reason.startswith("the deterministic baseline differs") and "0.80083" in anchor.expected
+    assert set(anchor.details) == {"baseline_accuracy", "baseline_ece20", "accuracy", "nlpd", "ece20"}
     for model, r in recs.items():
         assert r.verdict != "skipped", r.reason
         cal = ctx.memo[f"bvl-gpu/{model}/bayes-hessian"]
@@ -80,13 +90,14 @@ def test_bvl_gpu_evaluators_with_stand_ins(tmp_path, monkeypatch):
         from mcdo.bayes.data import projection_image_features, projection_text_features
 
         f = torch.nn.functional.normalize(projection_image_features(enc, ev.images).embeddings.double(), dim=-1)
-        t = torch.nn.functional.normalize(projection_text_features(enc, [f"a photo of a {c}." for c in ev.classnames])
-                                          .embeddings.double(), dim=-1)
+        prompts = [SETTINGS["prompt"].format(c.replace(" ", "_")) for c in ev.classnames]  # torchvision's names
+        assert prompts[0] == "An image of a apple_pie"  # the authors' prompt and class names
+        t = torch.nn.functional.normalize(projection_text_features(enc, prompts).embeddings.double(), dim=-1)
         det = torch.softmax(enc.logit_scale * f @ t.T, -1).numpy()
         np.testing.assert_allclose(cal.prediction.deterministic.numpy(), det, atol=1e-6)
         direct = metrics.compare(det, cal.prediction.probs.numpy(), ev.labels, n_boot=50)
         assert r.measured == pytest.approx(direct["ece20"]["change"], abs=1e-6)  # det agrees to 1e-6 above
-        assert r.config["stand_in"] and r.config["n_pairs"] == 18
+        assert r.config["stand_in"] and r.config["n_pairs"] == 18 and r.config["posterior"] == "bayesvlm"
     for claim in ("BVL-04", "BVL-05", "BVL-06"):
         for r in engine.evaluate(claim, "gpu", ctx):
             assert r.verdict != "skipped", r.reason
@@ -96,12 +107,21 @@ def test_bvl_gpu_evaluators_with_stand_ins(tmp_path, monkeypatch):
 
 def test_bvl_gpu_skips_name_everything_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("MCDO_DATA_ROOT", str(tmp_path))
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)
     recs = engine.evaluate("BVL-03", "gpu", engine.Context(progress=False))
     for r in recs:
         assert r.verdict == "skipped"
         assert "food-101" in r.reason and "bayes-hessian" in r.reason
         if not torch.cuda.is_available():
             assert "CUDA GPU" in r.reason
+    # with the authors' published factors at hand, CLIP B-32 needs no Hessian folder (issue 21)
+    recorded = tmp_path / "recorded"
+    (recorded / "exp0_nested_mc").mkdir(parents=True)
+    (recorded / "bayesvlm" / "clip-vit-b-32-laion2b").mkdir(parents=True)
+    monkeypatch.setenv("MCDO_RECORDED_DIR", str(recorded))
+    recs = {r.model: r for r in engine.evaluate("BVL-03", "gpu", engine.Context(progress=False))}
+    assert "bayes-hessian" not in recs["clip-vit-b-32-laion2b"].reason
+    assert "bayes-hessian" in recs["siglip-vit-b-16"].reason
 
 
 def test_mcdo_bayes_command(tmp_path, capsys):
@@ -112,6 +132,22 @@ def test_mcdo_bayes_command(tmp_path, capsys):
                "--eval-data", str(root / "food-101"), "--out", str(tmp_path / "out"), "--quiet", "--class-batch", "9"])
     out = capsys.readouterr().out
     assert rc == 0 and "ece20" in out and len(list((tmp_path / "out").glob("tiny-clip-random-*-reliability.png"))) == 1
+    # issue 21: the authors' posterior by default, and every record says which, with N, lambda and the prompt
+    import json
+
+    (report,) = (tmp_path / "out").glob("tiny-clip-random-*.json")
+    config = json.loads(report.read_text())["config"]
+    assert config["posterior"] == "bayesvlm" and config["multiplier"] == 10.0
+    assert config["N_image"] == 10 * config["n_pairs"] and config["prompt"] == "a photo of a {}."
+    assert "posterior bayesvlm" in out and "N = " in out
+    rc = main(["bayes", "--model", "tiny-clip", "--random-weights", "--hessian-data", str(root / "bayes-hessian"),
+               "--eval-data", str(root / "food-101"), "--out", str(tmp_path / "out"), "--quiet", "--class-batch", "9",
+               "--posterior", "laplace", "--pseudo-count", "2"])
+    assert rc == 0 and len(list((tmp_path / "out").glob("tiny-clip-random-*.json"))) == 2  # both kept
+    (other,) = [p for p in (tmp_path / "out").glob("tiny-clip-random-*.json") if p != report]
+    c2 = json.loads(other.read_text())["config"]
+    assert c2["posterior"] == "laplace" and c2["N_image"] == 2 * c2["n_pairs"] and c2["probit_bias"]
+    capsys.readouterr()
     assert main(["bayes", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "none")]) == 2
@@ -192,3 +228,58 @@ def test_an_interrupted_hessian_pass_resumes_from_its_last_piece(monkeypatch, tm
     for a, b in zip((img, txt), whole):
         torch.testing.assert_close(a.embeddings, b.embeddings, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(a.activations, b.activations, rtol=1e-5, atol=1e-6)
+
+
+def test_published_factors_command(tmp_path, capsys, monkeypatch):
+    """``mcdo bayes --factors DIR`` on factors written in the authors' format (sums / sqrt(n), a prior-precision
+    JSON): both posteriors' lambdas and per-direction variances, written beside; a damaged file is named."""
+    import json
+    import math
+
+    import torch
+
+    from mcdo.bayes import published
+    from mcdo.cli import main
+
+    rng = np.random.default_rng(0)
+    n, shapes = 50, {"img": (3, 4), "txt": (3, 3)}
+    monkeypatch.setitem(published.PUBLISHED, "toy", dict(pairs=n, shape=shapes, script_init={"img": 8.0, "txt": 4.0}))
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for mod, (d, p) in shapes.items():
+        for side, k in (("A", p), ("B", d)):
+            m = rng.normal(size=(k, k))
+            torch.save(torch.tensor(m @ m.T + k * np.eye(k), dtype=torch.float32) * n / math.sqrt(n),
+                       folder / f"{side}_{mod}_analytic.pt")
+    (folder / "prior_precision_analytic.json").write_text(json.dumps(dict(lambda_img=20.0, n_img=1.0,
+                                                                          lambda_txt=15.0, n_txt=1.0)))
+    assert main(["bayes", "--factors", str(folder), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| image | 20.000" in out and "| text | 15.000" in out and "laplace / bayesvlm" in out
+    summary = json.loads((tmp_path / "out" / "published-toy-x10.json").read_text())["summary"]
+    assert summary["image"]["count_bayesvlm"] == 10 * n and summary["image"]["count_laplace"] == n
+    (folder / "B_txt_analytic.pt").write_bytes(b"not a tensor")
+    assert main(["bayes", "--factors", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "B_txt_analytic.pt" in capsys.readouterr().err
+
+
+def test_bvl_gpu_uses_the_published_factors_for_clip_b32(tmp_path, monkeypatch):
+    """Issue 21: BVL-03 on CLIP B-32 (the real architecture, random weights) takes its Hessian from the authors'
+    published factors, no Hessian folder needed, in the authors' posterior (N = 10 x 327,680)."""
+    import os
+
+    recorded = os.environ.get("MCDO_RECORDED_DIR")
+    if not recorded or not (Path(recorded) / "bayesvlm" / "clip-vit-b-32-laion2b").is_dir():
+        pytest.skip("no published BayesVLM factors (set MCDO_RECORDED_DIR)")
+    root = _folders(tmp_path / "data")
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(root))
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    ctx = engine.Context(progress=False, pretrained=False, require_gpu=False, batch_size=8, n_boot=50,
+                         stand_ins={"siglip-vit-b-16": "tiny-siglip"})
+    recs = {(r.model, r.variant): r for r in engine.evaluate("BVL-03", "gpu", ctx)}
+    r = recs[("clip-vit-b-32-laion2b", "")]
+    assert r.verdict != "skipped", r.reason
+    assert r.config["hessian"].startswith("LAION-400M") and r.config["n_pairs"] == 327680
+    assert r.config["N_image"] == 10 * 327680 and "hessian" not in r.departures
+    assert ("clip-vit-b-32-laion2b", "notebook anchor") in recs

@@ -24,9 +24,23 @@ def add_parser(sub) -> None:
     b.add_argument("--eval-data", default="world-test", help="'world-test' or a labelled folder (default: world-test)")
     b.add_argument("--prompt", default=None, help="class prompt with {} (default: 'a photo of a {} shape' for the "
                                                   "world, 'a photo of a {}.' for folders)")
-    b.add_argument("--class-batch", type=int, default=256, help="pairs per class batch of the Hessian (BayesVLM: 32768)")
-    b.add_argument("--pseudo-count", type=float, default=None, help="pseudo-data count (default: number of pairs)")
-    b.add_argument("--prior-precision", default="marglik", help="'marglik' (default) or a number")
+    b.add_argument("--posterior", choices=("bayesvlm", "laplace"), default="bayesvlm",
+                   help="bayesvlm: the authors' notebook (N = 10 x pairs, sqrt(lambda) I on each Kronecker factor, "
+                        "their evidence by 300 Adam steps on log lambda; default); laplace: mcdo's exact-prior "
+                        "Laplace (N = pairs, N A kron B + lambda I, the Laplace evidence)")
+    b.add_argument("--class-batch", type=int, default=32768,
+                   help="pairs per class batch of the Hessian (default: BayesVLM's 32768; a smaller set is one batch)")
+    b.add_argument("--pseudo-count", type=float, default=None,
+                   help="the authors' pseudo-data count: N = this x the Hessian pairs (default: the posterior's, "
+                        "bayesvlm 10, laplace 1)")
+    b.add_argument("--pseudo-pairs", type=float, default=None,
+                   help="N as a number of pairs instead (overrides --pseudo-count)")
+    b.add_argument("--prior-precision", default="marglik",
+                   help="'marglik' (default: the posterior's evidence and optimiser) or a number")
+    b.add_argument("--factors", default=None,
+                   help="a folder of BayesVLM's published factors (e.g. $MCDO_RECORDED_DIR/bayesvlm/"
+                        "clip-vit-b-32-laion2b): print both posteriors' prior precisions and per-direction "
+                        "variances from them and exit (no weights or data needed)")
     b.add_argument("--covariance", choices=("full", "diagonal"), default="full",
                    help="ProbCosine with full embedding covariances (default) or BayesVLM's diagonal")
     b.add_argument("--bins", type=int, action="append", help="ECE bins, repeatable (default: 20 and 15)")
@@ -57,9 +71,11 @@ def check_options(args: argparse.Namespace) -> None:
     if args.class_batch < 1:
         raise ValueError(f"--class-batch {args.class_batch}: the Hessian's class batch needs at least 1 pair "
                          "(BayesVLM uses 32768)")
-    if args.pseudo_count is not None and not args.pseudo_count > 0:
-        raise ValueError(f"--pseudo-count {args.pseudo_count:g}: a pseudo-data count must be positive (it scales the "
-                         "Hessian; 0 would leave the prior alone)")
+    for name in ("pseudo_count", "pseudo_pairs"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} {value:g}: a pseudo-data count must be positive (it scales "
+                             "the Hessian; 0 would leave the prior alone)")
     if args.bins is not None and any(b < 1 for b in args.bins):
         raise ValueError(f"--bins {args.bins}: an ECE needs at least 1 bin")
     if args.prompt is not None and "{}" not in args.prompt:
@@ -90,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from . import metrics, pipeline
     from .figures import reliability_diagram
 
+    if args.factors:
+        return published_summary(args)
     try:
         check_options(args)
         device = env.check_device(args.device, "--device") if args.device else env.device()
@@ -113,16 +131,19 @@ def run(args: argparse.Namespace) -> int:
         enc = load(spec.name, pretrained=not args.random_weights, device=device, seed=args.seed,
                    progress=not args.quiet)
         prompt = args.prompt or ("a photo of a {} shape" if args.eval_data == "world-test" else "a photo of a {}.")
-        cal = pipeline.calibrate(enc, hessian, evaluation, prompt, args.class_batch, args.pseudo_count, prior,
+        cal = pipeline.calibrate(enc, hessian, evaluation, prompt, args.class_batch, args.pseudo_pairs, prior,
                                  args.covariance, tuple(args.bins or metrics.BINS), seed=args.seed,
-                                 batch_size=args.bs, device=device, progress=not args.quiet)
+                                 batch_size=args.bs, device=device, progress=not args.quiet,
+                                 posterior=args.posterior, multiplier=args.pseudo_count)
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo bayes: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     text = metrics.table({f"{cal.model} on {cal.config['evaluation']}": cal.comparison})
     print(text)
-    print(f"prior precision: image {cal.config['lambda_image']:.4g}, text {cal.config['lambda_text']:.4g} "
-          f"(marginal likelihood); Hessian: {cal.config['hessian']}, {cal.config['n_pairs']} pairs")
+    c = cal.config
+    print(f"posterior {c['posterior']}: prior precision image {c['lambda_image']:.4g}, text {c['lambda_text']:.4g} "
+          f"({'its evidence' if args.prior_precision == 'marglik' else 'set'}), N = {c['N_image']:.6g} pseudo-pairs; "
+          f"Hessian: {c['hessian']}, {c['n_pairs']} pairs; prompt {c['prompt']!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = config_stem(cal.model + ("-random" if args.random_weights else ""), tool_config(args))
@@ -132,4 +153,36 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     write_text_atomic(out / f"{stem}.md", f"# mcdo bayes: {stem}\n\n{text}\n\n![reliability]({figure.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {figure}")
+    return 0
+
+
+def published_summary(args: argparse.Namespace) -> int:
+    """``mcdo bayes --factors DIR``: both posteriors from BayesVLM's published factors, printed and written."""
+    from ..errors import MissingResource
+    from ..io import jsonable, write_text_atomic
+    from . import published
+
+    try:
+        if args.pseudo_count is not None and not args.pseudo_count > 0:
+            raise ValueError(f"--pseudo-count {args.pseudo_count:g}: a pseudo-data count must be positive")
+        pub = published.load(args.factors)
+        summary = published.summary(pub, args.pseudo_count or 10.0)
+    except (MissingResource, ValueError) as e:
+        print(f"mcdo bayes: {e}", file=sys.stderr)
+        return 2
+    from ..verify.records import expectation
+
+    text = published.table(summary)
+    notebook = ", ".join(expectation("BVL-03", f"lambda_{m}", "recorded").text for m in ("image", "text"))
+    print(f"BayesVLM's published factors for {pub.name} ({pub.factors['img'].n} pairs): the stored prior "
+          f"precisions (pseudo-count {pub.stored['n_img']:g}) imply the projections' squared norms; with them the "
+          f"authors' Adam gives lambda at pseudo-count {args.pseudo_count or 10:g} ({notebook}) and mcdo's "
+          "laplace posterior its own lambda at N = n. Variances: the embedding's, along each eigen-direction of B, "
+          "for an input like the Hessian data's.\n")
+    print(text)
+    out = Path(args.out)
+    stem = f"published-{pub.name}-x{args.pseudo_count or 10:g}"
+    write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(dict(model=pub.name, summary=summary)), indent=1) + "\n")
+    write_text_atomic(out / f"{stem}.md", f"# mcdo bayes --factors {pub.name}\n\n{text}\n")
+    print(f"\nwrote {out / (stem + '.md')} and {out / (stem + '.json')}")
     return 0

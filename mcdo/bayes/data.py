@@ -44,7 +44,9 @@ class Pairs:
     captions: list[str]
 
     def key(self) -> str:
-        return _key(self.name, self.images, self.captions)
+        if "_key" not in self.__dict__:  # hashing 20000 images takes a while; the pairs do not change
+            self.__dict__["_key"] = _key(self.name, self.images, self.captions)
+        return self.__dict__["_key"]
 
 
 def _key(name: str, images, captions=None) -> str:
@@ -85,6 +87,28 @@ def world_labelled(n: int, seed: int, attribute: str = "colour") -> Labelled:
     d = world.generate(n, seed=seed)
     labels = d.labels if attribute == "colour" else d.attributes[attribute].astype(np.int64)
     return Labelled(f"world seed {seed} n={n} by {attribute}", d.images, labels, names[attribute])
+
+
+# distribution shifts of the evaluation world under which the proxies are overconfident (confidence above
+# accuracy, deterministic ECE far above its CI): what BVL-03 / BVL-05 need to be testable at all
+SHIFTS = {"colour jitter 0.3": dict(colour_jitter=0.3), "contrast 0.4": dict(contrast=0.4)}
+
+
+def shifted_world(n: int, seed: int, colour_jitter: float | None = None, contrast: float | None = None) -> Labelled:
+    """World images labelled by colour under a shift: shape colours drawn ``colour_jitter`` (s.d. per channel, the
+    world's own 0.12) around their names, so neighbouring colours overlap more; and/or each image's contrast about
+    its channel means scaled by ``contrast``."""
+    from ..data import world
+
+    d = world.generate(n, seed=seed, colour_jitter=world.COLOUR_JITTER if colour_jitter is None else colour_jitter)
+    x = d.images
+    if contrast is not None:
+        m = x.mean(axis=(2, 3), keepdims=True)
+        x = np.clip(m + contrast * (x - m), 0, 1).astype(np.float32)
+    parts = ([f"colour jitter {colour_jitter:g}"] if colour_jitter is not None else []) + \
+        ([f"contrast {contrast:g}"] if contrast is not None else [])
+    return Labelled(f"world seed {seed} n={n} by colour, {', '.join(parts) or 'unshifted'}", x, d.labels,
+                    list(world.CLASSES))
 
 
 WORLD_PROMPTS = {"colour": "a photo of a {} shape", "background": "a shape on a {} background", "shape": "a {}"}

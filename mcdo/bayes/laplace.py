@@ -72,14 +72,15 @@ def posterior_config(name: str) -> PosteriorConfig:
 class KFACPosterior:
     """Gaussian posterior over one projection ``W [D, P]`` (bias as the last column), around the trained weights.
 
-    ``posterior`` names its configuration (``POSTERIORS``); ``pseudo_count``, when given, sets ``N`` itself (a
-    number of pairs) in place of the configuration's multiple of the factors' pairs."""
+    ``posterior`` names its configuration (``POSTERIORS``); ``N`` is ``multiplier`` (default: the
+    configuration's, BayesVLM's 10) times the factors' pairs, or ``pseudo_count`` pairs when that is given."""
 
     weight: torch.Tensor
     factors: Factors
     prior_precision: float = 1.0
     pseudo_count: float | None = None
     posterior: str = "laplace"
+    multiplier: float | None = None
     _eig: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +89,9 @@ class KFACPosterior:
     @property
     def count(self) -> float:
         """``N``, the pseudo-data count that multiplies the mean factors."""
-        return float(self.pseudo_count if self.pseudo_count is not None else self.config.multiplier * self.factors.n)
+        if self.pseudo_count is not None:
+            return float(self.pseudo_count)
+        return float((self.multiplier if self.multiplier is not None else self.config.multiplier) * self.factors.n)
 
     def eig(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(alpha, Qa, beta, Qb)``: eigendecompositions of the mean factors (negative round-off clipped to 0)."""
@@ -178,7 +181,7 @@ class KFACPosterior:
         the new pairs; a multiple of the pairs stays that multiple, BayesVLM's N = 10 n)."""
         count = None if self.pseudo_count is None else self.pseudo_count + extra.n
         return KFACPosterior(self.weight if weight is None else weight, self.factors + extra, self.prior_precision,
-                             count, self.posterior)
+                             count, self.posterior, self.multiplier)
 
 
 def adam_prior_precision(evidence, steps: int, lr: float, init: float) -> float:

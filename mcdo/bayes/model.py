@@ -68,13 +68,16 @@ class BayesVLM:
 
     @classmethod
     def from_factors(cls, encoder, image: kfac.Factors, text: kfac.Factors, prior_precision: str | float = "marglik",
-                     pseudo_count: float | None = None, config: dict | None = None) -> "BayesVLM":
-        """Posteriors from the factors; ``prior_precision="marglik"`` fits each modality's by its marginal
-        likelihood, a number sets both."""
+                     pseudo_count: float | None = None, config: dict | None = None, posterior: str = "bayesvlm",
+                     multiplier: float | None = None) -> "BayesVLM":
+        """Posteriors from the factors in the configuration ``posterior`` (``laplace.POSTERIORS``: the authors'
+        'bayesvlm' or mcdo's exact-prior 'laplace'); ``prior_precision="marglik"`` fits each modality's by the
+        configuration's evidence and optimiser, a number sets both; ``multiplier`` / ``pseudo_count`` override
+        ``N`` (a multiple of the pairs / a number of pairs)."""
         posts = []
         for modality, fac in (("image", image), ("text", text)):
             w, _ = projection_weight(encoder, modality)
-            post = KFACPosterior(w.double().cpu(), fac, 1.0, pseudo_count)
+            post = KFACPosterior(w.double().cpu(), fac, 1.0, pseudo_count, posterior, multiplier)
             if prior_precision == "marglik":
                 post.fit_prior_precision()
             elif isinstance(prior_precision, (int, float)) and prior_precision > 0:
@@ -83,15 +86,18 @@ class BayesVLM:
                 raise ValueError(f"prior_precision must be 'marglik' or a positive number, got {prior_precision!r}")
             posts.append(post)
         return cls(posts[0], posts[1], encoder.logit_scale, encoder.logit_bias,
-                   kfac.likelihood_of(encoder.spec.loss), dict(config or {}))
+                   kfac.likelihood_of(encoder.spec.loss),
+                   dict(config or {}, posterior=posterior, N_image=posts[0].count, N_text=posts[1].count,
+                        multiplier=posts[0].count / image.n, probit_bias=posts[0].config.probit_bias))
 
     @classmethod
     def fit(cls, encoder, image: ProjectionFeatures, text: ProjectionFeatures, class_batch: int | None = None,
-            prior_precision: str | float = "marglik", pseudo_count: float | None = None) -> "BayesVLM":
+            prior_precision: str | float = "marglik", pseudo_count: float | None = None,
+            posterior: str = "bayesvlm") -> "BayesVLM":
         """Factors from image-caption pairs (row i of ``image`` and ``text`` is one pair), then the posteriors."""
         img, txt = factors(encoder, image, text, class_batch)
         return cls.from_factors(encoder, img, txt, prior_precision, pseudo_count,
-                                dict(class_batch=class_batch, n_pairs=img.n))
+                                dict(class_batch=class_batch, n_pairs=img.n), posterior)
 
     def predict(self, image: ProjectionFeatures, classes: ProjectionFeatures, covariance: str = "full") -> Prediction:
         """ProbCosine logits of each image against each class prompt, the probit probabilities and the

@@ -26,17 +26,24 @@ class Calibration:
 
 def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float | None = None,
         prior_precision: str | float = "marglik", batch_size: int = 256, device: str = "cpu",
-        progress: bool = False) -> BayesVLM:
+        progress: bool = False, posterior: str = "bayesvlm", multiplier: float | None = None,
+        given: tuple | None = None) -> BayesVLM:
     """BayesVLM for ``enc`` from the Hessian pairs; the factors come from the cache when these weights, pairs
-    and settings were seen before."""
+    and settings were seen before. ``given``: ``(name, image factors, text factors)`` estimated elsewhere (the
+    authors' published ones), used in place of ``hessian``."""
     def compute():
         img, txt = hessian_features(enc, hessian, batch_size, device, progress)
         return factors(enc, img, txt, class_batch)
 
-    img, txt = factors_cached(enc, hessian.key(), compute, class_batch)
+    if given is not None:
+        name, img, txt = given
+    else:
+        name = hessian.name
+        img, txt = factors_cached(enc, hessian.key(), compute, class_batch)
     return BayesVLM.from_factors(enc, img, txt, prior_precision, pseudo_count,
-                                 dict(hessian=hessian.name, class_batch=class_batch, n_pairs=img.n,
-                                      pseudo_count=pseudo_count, prior_precision=prior_precision))
+                                 dict(hessian=name, class_batch=class_batch, n_pairs=img.n,
+                                      pseudo_count=pseudo_count, multiplier=multiplier,
+                                      prior_precision=prior_precision), posterior, multiplier)
 
 
 HESSIAN_CHUNK = 4096  # pairs per cached piece of the Hessian feature pass
@@ -91,9 +98,12 @@ def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "
 def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batch: int | None = None,
               pseudo_count: float | None = None, prior_precision: str | float = "marglik",
               covariance: str = "full", bins: tuple[int, ...] = metrics.BINS, n_boot: int = 1000, seed: int = 0,
-              batch_size: int = 256, device: str = "cpu", progress: bool = False) -> Calibration:
-    """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class."""
-    bvlm = fit(enc, hessian, class_batch, pseudo_count, prior_precision, batch_size, device, progress)
+              batch_size: int = 256, device: str = "cpu", progress: bool = False, posterior: str = "bayesvlm",
+              multiplier: float | None = None, given: tuple | None = None) -> Calibration:
+    """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class, the
+    posterior in the configuration ``posterior`` (the authors' 'bayesvlm' by default, or 'laplace')."""
+    bvlm = fit(enc, hessian, class_batch, pseudo_count, prior_precision, batch_size, device, progress, posterior,
+               multiplier, given)
     feats = projection_image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
     classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
     pred = bvlm.predict(feats, classes, covariance)

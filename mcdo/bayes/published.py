@@ -118,7 +118,8 @@ def summary(pub: Published, multiplier: float = 10.0) -> dict:
             stored_lambda=pub.stored[f"lambda_{mod}"], stored_count=pub.stored[f"n_{mod}"], weight_norm2=w2,
             lambda_refit_stored=back, lambda_bayesvlm=bvl.prior_precision, count_bayesvlm=bvl.count,
             lambda_laplace=lap.prior_precision, count_laplace=lap.count,
-            variance_bayesvlm=_quantiles(vb), variance_laplace=_quantiles(vl), ratio=_quantiles(ratio),
+            variance_bayesvlm=_quantiles(vb), variance_laplace=_quantiles(vl),
+            ratio={k: v for k, v in _quantiles(ratio).items() if k != "total"},
             total_ratio=float(vl.sum() / vb.sum()))
     return out
 
@@ -130,7 +131,8 @@ def _quantiles(v: torch.Tensor) -> dict:
 
 def table(s: dict) -> str:
     """The summary as a markdown table, one row per modality."""
-    rows = ["| projection | stored lambda (N = n) | implied abs(W)^2 | bayesvlm lambda (N = 10 n) | laplace lambda "
+    m = next(iter(s.values()))["count_bayesvlm"] / next(iter(s.values()))["count_laplace"]
+    rows = [f"| projection | stored lambda (N = n) | implied abs(W)^2 | bayesvlm lambda (N = {m:g} n) | laplace lambda "
             "(N = n) | bayesvlm variance per direction (min / median / max) | laplace / bayesvlm (min / median / "
             "max; total) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for mod, r in s.items():

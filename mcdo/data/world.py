@@ -56,8 +56,9 @@ def _shape_masks(kind: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray
     return out
 
 
-def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE) -> WorldData:
-    """``n`` images of the world, deterministic in (n, seed)."""
+def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE, colour_jitter: float = COLOUR_JITTER) -> WorldData:
+    """``n`` images of the world, deterministic in (n, seed); ``colour_jitter`` (default the world's own) is the
+    per-channel s.d. of each shape's colour around its named colour, larger for a shifted world."""
     if n < 1:
         raise ValueError(f"need at least one image, got n={n}")
     rng = np.random.default_rng(seed)
@@ -87,7 +88,7 @@ def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE) -> WorldData:
         default=0.35 * (xx[None] / size - 0.5),
     )
     background = np.clip(base + pattern, 0, 1)
-    rgb = np.clip(np.array(list(COLOURS.values()))[colour] + rng.normal(0, COLOUR_JITTER, (n, 3)), 0, 1)
+    rgb = np.clip(np.array(list(COLOURS.values()))[colour] + rng.normal(0, colour_jitter, (n, 3)), 0, 1)
     img = np.where(mask[:, None], rgb[:, :, None, None], background[:, None])
     contrast = rng.uniform(0.65, 1.0, n)[:, None, None, None]
     img = background[:, None] + contrast * (img - background[:, None])

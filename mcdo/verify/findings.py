@@ -35,6 +35,12 @@ def _key(claim_id: str, tier: str) -> str:
     return f"{claim_id}/{tier}"
 
 
+def label(r) -> str:
+    """A record's row in a finding: its model, with its variant when it has one (a record or its JSON)."""
+    model, variant = (r["model"], r.get("variant")) if isinstance(r, dict) else (r.model, r.variant)
+    return f"{model} [{variant}]" if variant else model
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3g}" if abs(x) >= 100 else f"{x:.3f}"
 
@@ -74,7 +80,7 @@ def check(claim_id: str, tier: str, records: list[Record]) -> None:
     if not rows:
         raise FindingDrift(f"{claim_id}/{tier} is a finding with no figures in {PATH.name}: run "
                            "`python -m mcdo.verify.findings reports/claims.json` after `mcdo claims`")
-    fresh = {r.model: r for r in records}
+    fresh = {label(r): r for r in records}
     problems = []
     if set(fresh) != set(rows):
         problems.append(f"models {sorted(fresh)} vs recorded {sorted(rows)}")
@@ -97,7 +103,7 @@ def update(report_json: Path) -> dict[str, list[dict]]:
     records = json.loads(Path(report_json).read_text())["records"]
     data = {}
     for claim_id, tier in catalog.FINDINGS:
-        rows = [dict(model=r["model"], verdict=r["verdict"], measured=r["measured"], ci=r["ci"])
+        rows = [dict(model=label(r), verdict=r["verdict"], measured=r["measured"], ci=r["ci"])
                 for r in records if r["id"] == claim_id and r["tier"] == tier and r["verdict"] != "skipped"]
         if rows:
             data[_key(claim_id, tier)] = rows

@@ -76,13 +76,14 @@ def n_to_decide(ci: tuple[float, float], expected: float, margin: float, n: int)
     return math.inf if room == 0 else n * (half / room) ** 2
 
 
-def judge(claim_id: str, ci: tuple[float, float], expected: float, n: int | None = None) -> tuple[str, str]:
+def judge(claim_id: str, ci: tuple[float, float], expected: float, n: int | None = None,
+          figure: str | None = None) -> tuple[str, str]:
     """The verdict of a value claim against its registry margin, and a sentence saying so (with, for an
     inconclusive verdict, how many images would decide it). Evaluators call ``decide``, which reads ``expected``
     from the registry."""
     from . import catalog
 
-    m = catalog.margin(claim_id)
+    m = catalog.margin(claim_id, figure)
     half = m.half_width(expected)
     verdict = equivalence_verdict(ci, expected, half)
     note = f"equivalence margin {m.describe(expected)}: [{expected - half:.4g}, {expected + half:.4g}]"
@@ -147,7 +148,7 @@ def decide(claim_id: str, figure: str, ci: tuple[float, float], tier: str | None
     (a value within the claim's margin, or a direction about a threshold)."""
     e = expectation(claim_id, figure, tier)
     if e.kind == "value":
-        verdict, note = judge(claim_id, ci, e.value, n)
+        verdict, note = judge(claim_id, ci, e.value, n, figure)
         return Decision(verdict, f"{e.value:g} ({e.text})" if e.text else f"{e.value:g}", note)
     if e.kind in ("above", "below"):
         verdict = direction_verdict(ci, e.value, above=e.kind == "above")
