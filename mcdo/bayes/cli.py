@@ -41,8 +41,9 @@ def add_parser(sub) -> None:
                    help="a folder of BayesVLM's published factors (e.g. $MCDO_RECORDED_DIR/bayesvlm/"
                         "clip-vit-b-32-laion2b): print both posteriors' prior precisions and per-direction "
                         "variances from them and exit (no weights or data needed)")
-    b.add_argument("--covariance", choices=("full", "diagonal"), default="full",
-                   help="ProbCosine with full embedding covariances (default) or BayesVLM's diagonal")
+    b.add_argument("--covariance", choices=("full", "diagonal"), default=None,
+                   help="ProbCosine with whole embedding covariances or their diagonal (default: the posterior's: "
+                        "bayesvlm diagonal, as the authors; laplace full)")
     b.add_argument("--bins", type=int, action="append", help="ECE bins, repeatable (default: 20 and 15)")
     b.add_argument("--seed", type=int, default=0, help="proxy seed and bootstrap seed")
     b.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")

@@ -48,15 +48,16 @@ class PosteriorConfig:
     optimiser: str
     adam: dict = field(default_factory=dict)  # steps, lr, init (the notebook's)
     probit_bias: bool = True  # SigLIP's logit bias inside the probit (the authors leave it out)
+    covariance: str = "full"  # ProbCosine with whole embedding covariances, or their diagonal (the authors')
     text: str = ""
 
 
 POSTERIORS: dict[str, PosteriorConfig] = {
     "bayesvlm": PosteriorConfig("bayesvlm", 10.0, "per-factor", "bayesvlm", "adam",
-                                dict(steps=300, lr=1e-2, init=1500.0), False,
+                                dict(steps=300, lr=1e-2, init=1500.0), False, "diagonal",
                                 "BayesVLM's notebook: N = 10 n, sqrt(lambda) I on each factor, their evidence by "
-                                "300 Adam steps on log lambda"),
-    "laplace": PosteriorConfig("laplace", 1.0, "exact", "laplace", "bounded", {}, True,
+                                "300 Adam steps on log lambda, no bias in the probit, diagonal embedding covariances"),
+    "laplace": PosteriorConfig("laplace", 1.0, "exact", "laplace", "bounded", {}, True, "full",
                                "mcdo's exact-prior Laplace: N = n, N A kron B + lambda I, the Laplace evidence "
                                "maximised in log lambda"),
 }

@@ -99,13 +99,13 @@ class BayesVLM:
         return cls.from_factors(encoder, img, txt, prior_precision, pseudo_count,
                                 dict(class_batch=class_batch, n_pairs=img.n), posterior)
 
-    def predict(self, image: ProjectionFeatures, classes: ProjectionFeatures, covariance: str = "full") -> Prediction:
+    def predict(self, image: ProjectionFeatures, classes: ProjectionFeatures, covariance: str | None = None) -> Prediction:
         """ProbCosine logits of each image against each class prompt, the probit probabilities and the
         deterministic softmax of the same embeddings."""
         qx, cx = self.image.embedding_covariance(image.activations)
         qy, cy = self.text.embedding_covariance(classes.activations)
         mx, my = image.embeddings.double(), classes.embeddings.double()
-        cmean, cvar = cosine_moments_eigen(mx, qx, cx, my, qy, cy, covariance)
+        cmean, cvar = cosine_moments_eigen(mx, qx, cx, my, qy, cy, covariance or self.image.config.covariance)
         lmean, lvar = logit_moments(cmean, cvar, self.scale, self.bias if self.image.config.probit_bias else None)
         det = self.scale * torch.nn.functional.normalize(mx, dim=-1) @ torch.nn.functional.normalize(my, dim=-1).T
         return Prediction(lmean, lvar, probit_probs(lmean, lvar), torch.softmax(det, dim=-1))

@@ -97,7 +97,7 @@ def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "
 
 def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batch: int | None = None,
               pseudo_count: float | None = None, prior_precision: str | float = "marglik",
-              covariance: str = "full", bins: tuple[int, ...] = metrics.BINS, n_boot: int = 1000, seed: int = 0,
+              covariance: str | None = None, bins: tuple[int, ...] = metrics.BINS, n_boot: int = 1000, seed: int = 0,
               batch_size: int = 256, device: str = "cpu", progress: bool = False, posterior: str = "bayesvlm",
               multiplier: float | None = None, given: tuple | None = None) -> Calibration:
     """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class, the
@@ -106,6 +106,7 @@ def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batc
                multiplier, given)
     feats = projection_image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
     classes = projection_text_features(enc, [prompt.format(c) for c in evaluation.classnames], batch_size, device).to_cpu()
+    covariance = covariance or bvlm.image.config.covariance  # the posterior's own (bayesvlm: diagonal)
     pred = bvlm.predict(feats, classes, covariance)
     comp = metrics.compare(pred.deterministic.numpy(), pred.probs.numpy(), evaluation.labels, bins, n_boot, seed)
     config = dict(bvlm.config, model=enc.spec.name, backend=enc.backend, evaluation=evaluation.name,
