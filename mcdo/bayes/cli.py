@@ -171,15 +171,12 @@ def published_summary(args: argparse.Namespace) -> int:
     except (MissingResource, ValueError) as e:
         print(f"mcdo bayes: {e}", file=sys.stderr)
         return 2
-    from ..verify.records import expectation
-
     text = published.table(summary)
-    notebook = ", ".join(expectation("BVL-03", f"lambda_{m}", "recorded").text for m in ("image", "text"))
     print(f"BayesVLM's published factors for {pub.name} ({pub.factors['img'].n} pairs): the stored prior "
           f"precisions (pseudo-count {pub.stored['n_img']:g}) imply the projections' squared norms; with them the "
-          f"authors' Adam gives lambda at pseudo-count {args.pseudo_count or 10:g} ({notebook}) and mcdo's "
-          "laplace posterior its own lambda at N = n. Variances: the embedding's, along each eigen-direction of B, "
-          "for an input like the Hessian data's.\n")
+          f"authors' Adam gives lambda at pseudo-count {args.pseudo_count or 10:g} (BVL-03's recorded tier in "
+          "mcdo claims judges it against the notebook's) and mcdo's laplace posterior its own lambda at N = n. "
+          "Variances: the embedding's, along each eigen-direction of B, for an input like the Hessian data's.\n")
     print(text)
     out = Path(args.out)
     stem = f"published-{pub.name}-x{args.pseudo_count or 10:g}"
