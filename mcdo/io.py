@@ -98,8 +98,7 @@ def write_texts_atomic(texts: dict[Path, str], last: Path | None = None) -> None
     try:
         for p, text in texts.items():
             Path(p).parent.mkdir(parents=True, exist_ok=True)
-            with open(tmps[Path(p)], "wb") as f:
-                f.write(text.encode("utf-8"))
+            tmps[Path(p)].write_text(text, encoding="utf-8")
     except BaseException as e:
         for t in tmps.values():
             t.unlink(missing_ok=True)

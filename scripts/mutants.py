@@ -109,6 +109,20 @@ MUTANTS = [
      "return scale * cos_mean + (bias or 0.0), scale**2 * cos_var", "return scale * cos_mean, scale**2 * cos_var",
      "tests/test_bayes.py"),
 
+    # issue 22: probes and signatures that could not tell
+    ("probe folds re-drawn per model", "mcdo/probe/pipeline.py",
+     "comp.results[(model, p)] = cv.cross_validate(model, x, y, splits, p, data.ordinal, alpha)",
+     "comp.results[(model, p)] = cv.cross_validate(model, x, y, cv.folds(y, k, seed + len(comp.results)), p, "
+     "data.ordinal, alpha)", "tests/test_probe.py"),
+    ("concepts: AP threshold 0.5 by default", "mcdo/signatures/measures.py", "threshold: float = 0.9, min_positives",
+     "threshold: float = 0.5, min_positives", "tests/test_signatures.py"),
+    ("ICL-04 counted at AP 0.5", "mcdo/verify/sources.py", '"ICL-04": dict(ap=0.9, data="Broden")',
+     '"ICL-04": dict(ap=0.5, data="Broden")', "tests/test_signatures.py"),
+    ("ICL-01 kurtosis level 3", "mcdo/verify/sources.py", '"kurtosis_level": _e("above", 6.0,',
+     '"kurtosis_level": _e("above", 3.0,', "tests/test_signatures_pipeline.py"),
+    ("ICL-03 keeps 50% of the directions", "mcdo/verify/sources.py", '"ICL-03": dict(keep=0.2),',
+     '"ICL-03": dict(keep=0.5),', "tests/test_signatures_pipeline.py"),
+
 ]
 
 

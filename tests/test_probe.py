@@ -192,3 +192,32 @@ def test_ridgecv_chooses_its_alpha_inside_the_training_fold_as_a_naive_loo_loop(
     assert est.alpha_ == pytest.approx(cv.RIDGECV_ALPHAS[int(np.argmin(loo))])
     res = cv.cross_validate("m", x, y.astype(int), cv.folds(y.astype(int) % 2, 4), "ridgecv", True)
     assert set(res.per_fold) == set(cv.ORDINAL_METRICS)
+
+
+def test_models_of_known_strength_on_shared_folds_match_a_direct_loop():
+    """Issue 22: stand-ins that carry the label with a known, different strength per model (b's signal twice a's),
+    so the comparison is not 0 against 0; every model's per-fold accuracy is the direct scikit-learn loop on ONE
+    set of folds (re-drawn folds per model would break it), b beats a and both beat the majority baseline."""
+    rng = np.random.default_rng(7)
+    n, classes = 300, 5
+    y = np.repeat(np.arange(classes), n // classes)
+    basis = rng.normal(size=(classes, 16))
+
+    def model(strength):
+        x = strength * basis[y] + rng.normal(size=(n, 16))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    feats = {"a": model(0.5), "b": model(1.5)}
+    data = pipeline.ProbeData("known", y, [str(v) for v in range(classes)], None)
+    comp = pipeline.run(feats, data, np.arange(n), k=10, seed=0, probes=("ridge",), alpha=0.01)
+    ref = list(StratifiedKFold(10, shuffle=True, random_state=0).split(np.zeros(n), y))
+    acc = {}
+    for m, x in feats.items():
+        direct = [np.mean(np.clip(np.rint(Ridge(alpha=0.01).fit(x[tr], y[tr]).predict(x[te])), 0, classes - 1) == y[te])
+                  for tr, te in ref]
+        np.testing.assert_allclose(comp.results[(m, "ridge")].per_fold["accuracy"], direct)
+        acc[m] = np.mean(direct)
+    majority = comp.baselines["majority"].mean("accuracy")
+    assert acc["b"] > acc["a"] + 0.1 and acc["a"] > majority + 0.05
+    t = comp.test("ridge", "accuracy", "a", "b")
+    assert t["corrected"].mean == pytest.approx(acc["b"] - acc["a"]) and t["corrected"].ci[0] > 0

@@ -170,3 +170,42 @@ def test_a_classifiers_bias_is_kept_when_directions_are_pruned():
     curve = measures.pruning_curve(w, acts, labels, fractions=(1.0,), bias=b)
     assert curve[1.0].all()
     assert not measures.pruning_curve(w, acts, labels, fractions=(1.0,))[1.0].all()  # without it, errors
+
+
+def test_the_alternative_importance_reading_and_the_per_input_outlier_ratio():
+    """Issue 22: importance read as S_i |E<v_i, h>| (the alternative reported beside ours) against a naive loop,
+    and the per-input outlier ratio's closed form (one component 100x the others in 512 dims: 100 * 512 / 611)."""
+    rng = np.random.default_rng(4)
+    head, acts = rng.normal(size=(6, 8)), rng.normal(size=(50, 8)) + 0.3
+    _, s, vt = np.linalg.svd(head, full_matrices=False)
+    naive = np.array([s[i] * abs(np.mean([a @ vt[i] for a in acts])) for i in range(len(s))])
+    d = measures.head_directions(head, acts, "abs-mean")
+    np.testing.assert_allclose(np.sort(d.importance)[::-1], np.sort(naive / naive.sum())[::-1], rtol=1e-12)
+    assert not np.allclose(d.importance, measures.head_directions(head, acts).importance)
+    v = np.ones((1, 512))
+    v[0, 3] = 100.0
+    assert measures.per_input_outlier_ratio(v)[0] == pytest.approx(100 * 512 / 611)
+    with pytest.raises(ValueError, match="reading"):
+        measures.head_directions(head, acts, "max")
+
+
+def test_a_concept_at_ap_0_7_is_not_encoded_at_the_sources_threshold():
+    """ICL-04 counts a concept at AP >= 0.9 (the paper's, in the registry): a dimension whose AP for a concept is
+    about 0.7, far above its prevalence, is not counted, by default or at the registry's threshold (a threshold of
+    0.5 would count it)."""
+    from mcdo.verify.sources import SOURCE
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    present = np.zeros((n, 1), dtype=bool)
+    present[:200, 0] = True  # prevalence 0.1
+    acts = rng.normal(size=(n, 3))
+    acts[:200, 0] += 2.2  # a detector of AP about 0.7
+    from sklearn.metrics import average_precision_score
+
+    ap = average_precision_score(present[:, 0], acts[:, 0])
+    assert 0.55 < ap < 0.85
+    for threshold in (None, SOURCE["ICL-04"]["ap"]):
+        kw = {} if threshold is None else {"threshold": threshold}
+        assert measures.concepts(acts, present, ["c"], **kw).unique == 0
+    assert measures.concepts(acts, present, ["c"], threshold=0.5).unique == 1

@@ -83,6 +83,50 @@ def representations(model, images, batch_size: int = 256, progress: bool = False
     return torch.cat(out).double().numpy(), None
 
 
+def pre_projection(enc, images, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+                   **_ignored) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unit-norm pre-projection representations ``[N, P]`` of a zero-shot model (its final LayerNorm'd pooled
+    token, the input of the image projection, bias column dropped): the layer and width a fine-tuned classifier's
+    pre-logits features sit at, so that ICL-01/02/04 compare the two models at one layer. Image folders skip
+    unreadable files (with a warning) and return the labels of the images read."""
+    from ..models.heads import projection_features, projection_weight
+
+    _, has_bias = projection_weight(enc, "image")
+
+    def rep(x):
+        a = projection_features(enc, "image", x.to(device)).activations
+        return F.normalize(a[:, :-1] if has_bias else a, dim=-1).double().cpu()
+
+    from ..data.folders import ImageList
+
+    if not isinstance(images, ImageList):
+        from ..models.proxy import normalise_images
+
+        x = normalise_images(images) if enc.backend == "proxy" else torch.as_tensor(images)
+        with torch.no_grad():
+            return torch.cat([rep(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy(), None
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ..data.folders import ImageFiles
+    from ..zeroshot import image_transform
+
+    loader = DataLoader(ImageFiles(images, image_transform(enc)), batch_size=batch_size,
+                        collate_fn=ImageFiles.collate)
+    out, good, bad = [], [], []
+    with torch.no_grad():
+        for x, pos, failed in tqdm(loader, desc=f"pre-projection ({images.name})", disable=not progress, leave=False):
+            bad += failed
+            if x is not None:
+                out.append(rep(x))
+                good += pos
+    if bad:
+        import warnings
+
+        warnings.warn(f"{len(bad)} unreadable images skipped (first: {images.paths[bad[0]]})", stacklevel=2)
+    return torch.cat(out).numpy(), np.asarray(images.labels)[good]
+
+
 def text_head(enc, prompts: list[str]) -> np.ndarray:
     """The zero-shot head: normalised text embeddings of the prompts ``[K, d]``."""
     with torch.no_grad():
@@ -103,6 +147,8 @@ class Profile:
     singular_values: np.ndarray  # of the head, in the order of importance (empty without a head)
     accuracy: dict[float, float] = field(default_factory=dict)  # fraction of directions kept -> top-1
     correct: dict[float, np.ndarray] = field(default_factory=dict)
+    correct_alt: dict[float, np.ndarray] = field(default_factory=dict)  # importance read as S_i |E<v_i, h>|
+    per_input_ratio: np.ndarray = field(default_factory=lambda: np.array([]))  # max / mean |component| per image
 
     @property
     def _k20(self) -> int:
@@ -142,7 +188,9 @@ def profile(model_name: str, task: Task, acts: np.ndarray, head: np.ndarray | No
                 float(np.nanmean(measures.activation_kurtosis(acts, "dimension"))), measures.outlier_profile(acts, threshold),
                 dirs.importance if dirs is not None else np.array([]),
                 dirs.singular_values if dirs is not None else np.array([]))
+    p.per_input_ratio = measures.per_input_outlier_ratio(acts)
     if head is not None:
         p.correct = measures.pruning_curve(head, acts, labels, fractions, bias)
+        p.correct_alt = measures.pruning_curve(head, acts, labels, fractions, bias, reading="abs-mean")
         p.accuracy = {f: float(c.mean()) for f, c in p.correct.items()}
     return p

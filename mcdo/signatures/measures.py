@@ -9,11 +9,17 @@
   (``axis="dimension"``, averaged over dimensions) is reported beside it: it measures heavy-tailed units, not
   outlier units, and the paper does not use it.
 - **Outlier features.** Per dimension the mean |activation| over images; the max/median ratio and the dimensions
-  above ``threshold`` x the median (ICL-02: max/median >= 100).
+  above ``threshold`` x the median (ICL-02: max/median >= 100). The paper's words, "activations ... several orders
+  of magnitude above average", also read per input: ``per_input_outlier_ratio``, each vector's largest |component|
+  over its mean |component| (one spike 100x in 512 dims gives 84), reported beside it.
 - **Privileged directions.** The SVD of the head ``W [K, d] = U S V^T``; direction ``i`` contributes
-  ``S_i <v_i, h>`` along ``u_i`` to the logits, so its importance is ``S_i E|<v_i, h>|`` (normalised to sum 1): our
-  reading of the paper's Eq. 4, which weighs a direction by its contribution to the logits on data. Pruning keeps
-  the top-k directions by importance and classifies ``W V_k V_k^T h``.
+  ``S_i <v_i, h>`` along ``u_i`` to the logits, so its importance is ``S_i E|<v_i, h>|`` (normalised to sum 1):
+  our reading of the paper's Eq. 4 (a direction's contribution to the logits on data, ``reading="mean-abs"``).
+  The equation's text was not at hand offline (the seed's notes name it, not its form), so the other reading,
+  ``S_i |E<v_i, h>|`` (``"abs-mean"``: the mean contribution, which cancels for directions used with both
+  signs), is computed beside it and every ICL-03 record reports both; on the proxies they decide differently
+  (issue 22: -0.005 against -0.075 top-1 at 20%). Pruning keeps the top-k directions by importance and classifies
+  ``W V_k V_k^T h``.
 - **Concepts.** Per direction and concept, the average precision of the direction's score for the concept's
   presence (ties as scikit-learn counts them); a concept is encoded when some direction reaches AP >= 0.9 and
   beats the concept's prevalence (chance AP) by 0.1; along canonical dimensions the positive sign only, along SVD
@@ -79,11 +85,24 @@ class Directions:
         return self.vectors[:k]
 
 
-def head_directions(head: np.ndarray, acts: np.ndarray) -> Directions:
-    """SVD of the head ``[K, d]`` and each direction's importance ``S_i E|<v_i, h>|`` on ``acts``, sorted."""
+READINGS = ("mean-abs", "abs-mean")  # S_i E|<v_i, h>| (ours), S_i |E<v_i, h>| (the alternative)
+
+
+def per_input_outlier_ratio(acts: np.ndarray) -> np.ndarray:
+    """Per activation vector: its largest |component| over its mean |component| ``[N]``."""
+    a = np.abs(np.asarray(acts, dtype=np.float64))
+    return a.max(axis=1) / a.mean(axis=1)
+
+
+def head_directions(head: np.ndarray, acts: np.ndarray, reading: str = "mean-abs") -> Directions:
+    """SVD of the head ``[K, d]`` and each direction's importance on ``acts`` in the given ``reading``
+    (``S_i E|<v_i, h>|`` or ``S_i |E<v_i, h>|``), sorted."""
+    if reading not in READINGS:
+        raise ValueError(f"unknown importance reading {reading!r}; choose from {READINGS}")
     w = np.asarray(head, dtype=np.float64)
     _, s, vt = np.linalg.svd(w, full_matrices=False)
-    imp = s * np.abs(np.asarray(acts, dtype=np.float64) @ vt.T).mean(axis=0)
+    proj = np.asarray(acts, dtype=np.float64) @ vt.T
+    imp = s * (np.abs(proj).mean(axis=0) if reading == "mean-abs" else np.abs(proj.mean(axis=0)))
     order = np.argsort(-imp, kind="stable")
     return Directions(vt[order], s[order], imp[order] / imp.sum())
 
@@ -105,11 +124,11 @@ def kept_directions(fraction: float, d: int) -> int:
 
 
 def pruning_curve(head: np.ndarray, acts: np.ndarray, labels: np.ndarray, fractions=(0.05, 0.1, 0.2, 0.4, 0.6, 1.0),
-                  bias: np.ndarray | None = None) -> dict[float, np.ndarray]:
+                  bias: np.ndarray | None = None, reading: str = "mean-abs") -> dict[float, np.ndarray]:
     """Per-image correctness ``[N]`` (bool) after keeping the top ``fraction`` of the representation's ``d``
-    directions by importance, for each fraction (a fraction beyond the head's rank keeps all of it); a classifier's
-    ``bias`` is kept whole (it is no direction of the representation)."""
-    dirs = head_directions(head, acts)
+    directions by importance (in ``reading``), for each fraction (a fraction beyond the head's rank keeps all of
+    it); a classifier's ``bias`` is kept whole (it is no direction of the representation)."""
+    dirs = head_directions(head, acts, reading)
     d = np.asarray(acts).shape[1]
     return {f: pruned_logits(head, acts, dirs, min(kept_directions(f, d), len(dirs.vectors)), bias).argmax(1) == labels
             for f in fractions}

@@ -87,7 +87,9 @@ def icl01(ctx: Context) -> list[Record]:
                                       finetune=vars(FinetuneConfig(loss=s["loss"], seed=seed))),
                           details={"kurtosis": {"zero-shot": float(zs.mean()), "fine-tuned": float(ft.mean()),
                                                 "zero-shot_ci": lvl},
-                                   "max_median": {k: v.outliers.ratio for k, v in p.items()}}))
+                                   "max_median": {k: v.outliers.ratio for k, v in p.items()},
+                                   "per_input_max_mean": {k: float(np.median(v.per_input_ratio))
+                                                          for k, v in p.items()}}))
     ci, lvl = mean_t_ci(diffs), mean_t_ci(levels)
     out.append(Record("ICL-01", TIER, f"proxy-{s['loss']} across seeds",
                       kurtosis_verdict(ci, lvl, TIER),
@@ -115,6 +117,7 @@ def icl03(ctx: Context) -> list[Record]:
         change = float(kept.mean() - full.mean())
         ci = bootstrap_ci(lambda a, b: float(a.mean() - b.mean()), kept, full, n_boot=ctx.n_boot, seed=ctx.seed)
         changes.append(change)
+        alt = float(p.correct_alt[s["keep"]].mean() - p.correct_alt[1.0].mean())
         out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} seed {seed}", drop_verdict(ci),
                           change, ci, expected=f"top-1 change >= -{s['accuracy_drop']:g} keeping {k} of {d} directions",
                           reason=f"top-1 full head {full.mean():.3f} -> {kept.mean():.3f} with the top {k} of {d} "
@@ -123,10 +126,13 @@ def icl03(ctx: Context) -> list[Record]:
                                  "squared singular values: the 96 prompts compose 8 colours, 6 shapes and 2 sizes, "
                                  "so the head is close to rank 14 and 13 directions prune little of it); curve: "
                                  + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in p.accuracy.items())
-                                 + "; paired bootstrap CI over images",
-                          config=dict(s, seeds=list(s["seeds"]), task=p.task, kept=k, dims=d),
+                                 + f"; paired bootstrap CI over images. Importance read as S_i E|<v_i, h>| (ours); "
+                                 f"read as S_i |E<v_i, h>| the change is {alt:+.4f}",
+                          config=dict(s, seeds=list(s["seeds"]), task=p.task, kept=k, dims=d,
+                                      importance="S_i E|<v_i, h>|"),
                           details={"curve": {str(f): a for f, a in p.accuracy.items()},
-                                   "importance": p.importance.round(5).tolist()}))
+                                   "importance": p.importance.round(5).tolist(),
+                                   "change_abs_mean_reading": alt}))
     ci = mean_t_ci(changes)
     out.append(Record("ICL-03", TIER, f"proxy-{s['loss']} across seeds", drop_verdict(ci),
                       float(np.mean(changes)), ci, expected=f"mean top-1 change >= -{s['accuracy_drop']:g}",
