@@ -7,6 +7,12 @@ import os
 
 import pytest
 
+# the suite never reaches the network: Hugging Face in offline mode for every test (mcdo's own loads set it
+# themselves; this covers what a test calls directly)
+if os.environ.get("MCDO_ALLOW_DOWNLOAD") != "1":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 
 def pytest_report_header(config):
     rec = os.environ.get("MCDO_RECORDED_DIR") or "unset (recorded tier skipped)"

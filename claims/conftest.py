@@ -13,6 +13,20 @@ from mcdo.verify.engine import Context
 _RECORDS: list = []
 
 
+def pytest_addoption(parser):
+    parser.addoption("--strict-tier", action="append", default=[], metavar="TIER",
+                     help="a claim of this tier that skips (no GPU, weights or data) fails the run instead; "
+                          "repeatable; MCDO_STRICT=1 means --strict-tier gpu (for nightly GPU runners)")
+
+
+def strict_tiers(config) -> set[str]:
+    """The tiers whose skips fail the run: --strict-tier, and gpu when MCDO_STRICT=1."""
+    tiers = set(config.getoption("--strict-tier") or [])
+    if os.environ.get("MCDO_STRICT") == "1":
+        tiers.add("gpu")
+    return tiers
+
+
 def pytest_configure(config):
     """Under pytest-xdist (``pytest claims -m gpu -n <GPUs>``) each worker takes one GPU of the machine, before any
     CUDA call of the worker; a CUDA_VISIBLE_DEVICES set by the user is left alone."""
@@ -26,8 +40,8 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def ctx() -> Context:
-    return Context(seed=0, progress=False)
+def ctx(request) -> Context:
+    return Context(seed=0, progress=False, strict_tiers=frozenset(strict_tiers(request.config)))
 
 
 @pytest.fixture(scope="session")

@@ -170,7 +170,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="mcdo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mcdo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("claims", help="evaluate claims and write reports/claims.{md,json}")
     p.add_argument("--tier", action="append", choices=catalog.TIERS, help="repeatable; default: every tier")
@@ -235,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"mcdo {args.command}: {problem}", file=sys.stderr)
         return 2
+    from .env import offline
+
     try:
-        return args.func(args)
+        with offline():  # a command is mcdo's own: no Hugging Face call in it goes to the network
+            return args.func(args)
     except OSError as e:  # a full disk or a folder that went read-only mid-run: one line, the file named
         if not (isinstance(e, WriteFailed) or e.errno in _DISK_ERRORS):
             raise

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -145,3 +147,40 @@ def gpu_for_worker(worker: str | None, n_gpus: int) -> str | None:
     if not worker or not worker.startswith("gw") or n_gpus < 1:
         return None
     return str(int(worker[2:]) % n_gpus)
+
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@contextmanager
+def offline():
+    """Hugging Face's offline mode for what runs inside (mcdo's loads and commands), restored afterwards: the
+    environment variables, and the flags ``huggingface_hub`` and ``transformers`` read them into at import. With
+    ``MCDO_ALLOW_DOWNLOAD=1`` nothing changes."""
+    if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
+        yield
+        return
+    saved_env = {k: os.environ.get(k) for k in _OFFLINE_VARS}
+    saved_flags = []
+    for k in _OFFLINE_VARS:
+        os.environ[k] = "1"
+    for module, flag in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("transformers.utils.hub", "_is_offline_mode")):
+        mod = sys.modules.get(module)
+        if mod is None and module == "huggingface_hub.constants":
+            try:
+                import huggingface_hub.constants as mod
+            except ImportError:
+                mod = None
+        if mod is not None and hasattr(mod, flag):
+            saved_flags.append((mod, flag, getattr(mod, flag)))
+            setattr(mod, flag, True)
+    try:
+        yield
+    finally:
+        for mod, flag, value in saved_flags:
+            setattr(mod, flag, value)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -96,3 +96,24 @@ def test_the_reliability_experiment_is_library_code():
         calls = [n for n in ast.walk(MODULES[ROOT / rel]) if isinstance(n, ast.Call)
                  and getattr(n.func, "id", getattr(n.func, "attr", None)) == "mc_sample"]
         assert not calls, rel
+
+
+def test_importing_mcdo_leaves_hugging_face_online_and_loads_run_offline():
+    """Issue 23: ``import mcdo`` set HF_HUB_OFFLINE for the whole process. Now only mcdo's own loads and commands
+    run offline (and restore the caller's setting after); a fresh interpreter importing mcdo keeps its own."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import os, mcdo, huggingface_hub.constants as c\n"
+            "from mcdo.env import offline\n"
+            "assert 'HF_HUB_OFFLINE' not in os.environ and not c.HF_HUB_OFFLINE\n"
+            "with offline():\n"
+            "    assert os.environ['HF_HUB_OFFLINE'] == '1' and c.HF_HUB_OFFLINE\n"
+            "assert 'HF_HUB_OFFLINE' not in os.environ and not c.HF_HUB_OFFLINE\n"
+            "from mcdo.models import load\n"
+            "load('tiny-clip', pretrained=False)\n"
+            "assert 'HF_HUB_OFFLINE' not in os.environ and not c.HF_HUB_OFFLINE\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

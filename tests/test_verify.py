@@ -260,3 +260,36 @@ def test_finding_figures_may_move_within_their_own_interval_but_not_change_verdi
                              '"ci": [-0.019, -0.001]}]}')
     with pytest.raises(findings.FindingDrift):
         check(-0.005, 0.001, 0.009, verdict="reproduced")  # a decided verdict turned over: always drift
+
+
+def test_strict_tier_turns_a_gpu_skip_into_a_failure(tmp_path):
+    """Issue 23: on a nightly GPU runner that lost its GPU or weights, `pytest claims -m gpu` skipped all 29 and
+    exited 0. Under --strict-tier gpu (or MCDO_STRICT=1) such a skip fails the run, naming what is missing."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MCDO_DATA_ROOT=str(tmp_path), MCDO_PYTEST_REPORT_DIR=str(tmp_path / "r"))
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "claims/test_ood.py", "-k",
+            "OOD-03-gpu", "-o", "addopts="]
+    plain = subprocess.run(base, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    strict = subprocess.run(base + ["--strict-tier", "gpu"], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=600)
+    by_env = subprocess.run(base, cwd=root, env=dict(env, MCDO_STRICT="1"), capture_output=True, text=True,
+                            timeout=600)
+    assert plain.returncode == 0 and "1 skipped" in plain.stdout, plain.stdout[-1500:]
+    assert strict.returncode == 1 and "skipped under --strict-tier gpu" in strict.stdout, strict.stdout[-1500:]
+    assert by_env.returncode == 1
+
+
+def test_version_and_usage_errors_exit_2(capsys):
+    from mcdo import __version__
+    from mcdo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"mcdo {__version__}"
+    with pytest.raises(SystemExit) as e:
+        main(["ood", "--no-such-option"])
+    assert e.value.code == 2

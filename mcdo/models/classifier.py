@@ -29,7 +29,15 @@ def weights_missing(name: str) -> list[str]:
 
 
 def load_classifier(name: str, pretrained: bool = True, device: str = "cpu") -> Encoder:
-    """The timm classifier ``name`` as an Encoder whose image features are its pre-logits features."""
+    """The timm classifier ``name`` as an Encoder whose image features are its pre-logits features (loaded in
+    Hugging Face's offline mode, ``env.offline``)."""
+    from ..env import offline
+
+    with offline():
+        return _load_classifier(name, pretrained, device)
+
+
+def _load_classifier(name: str, pretrained: bool, device: str) -> Encoder:
     import timm
 
     if not timm.is_model(name):

@@ -227,4 +227,7 @@ def load(name: str, pretrained: bool = True, backend: str | None = None, device:
         return _proxy(spec, seed, progress)
     if spec.tiny and pretrained:
         raise MissingWeights(f"{spec.name} is a toy architecture with no pretrained weights", "use pretrained=False")
-    return _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)
+    from ..env import offline
+
+    with offline():  # nothing is fetched over the network, whatever the caller's own Hugging Face settings
+        return _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)

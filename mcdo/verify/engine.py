@@ -57,6 +57,8 @@ class Context:
     dry_run: bool = False  # mcdo doctor: check prerequisites, run nothing (see prerequisites.Ready)
     # recorded tier: judge a run that lacks the source's T at its own (a declared departure) instead of skipping
     recorded_own_T: bool = False
+    # pytest claims --strict-tier TIER / MCDO_STRICT=1: a claim of these tiers that skips fails the run
+    strict_tiers: frozenset = frozenset()
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""
