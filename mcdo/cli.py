@@ -151,10 +151,12 @@ def _ood(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = config_stem(f"{enc.spec.name}-{res.convention}" + ("-random" if args.random_weights else ""),
                        tool_config(args))
+    prov = env.provenance(device, precision)
     rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, backend=enc.backend, score=sc, ood_set=name,
                  convention=res.convention, **metrics,
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
-                 temperature=res.temperature, commit=env.git_commit(), config=res.config)
+                 temperature=res.temperature, commit=env.git_commit(), config=res.config,
+                 provenance=prov)
             for sc, per in res.table().items() for name, metrics in per.items()]
     write_text_atomic(out / f"{stem}.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
     write_text_atomic(out / f"{stem}.md", f"# mcdo ood: {stem}\n\n{text}\n")

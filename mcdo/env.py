@@ -184,3 +184,39 @@ def offline():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+PROVENANCE_PACKAGES = ("mcdo", "torch", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-learn")
+
+
+def provenance(device: str | None = None, dtype: str | None = None) -> dict:
+    """Where a result came from, as lm-evaluation-harness records it: package versions, Python, the device and
+    its name, the dtype chosen, the date, the command line, the commit (with '+dirty'), and every MCDO_* variable
+    and the Hugging Face / CUDA variables mcdo reads. Stored in every results file."""
+    import datetime
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for pkg in PROVENANCE_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    name = None
+    if device and str(device).startswith("cuda"):
+        try:
+            import torch
+
+            name = torch.cuda.get_device_name(torch.device(device))
+        except Exception:  # no driver, or a bad index: the device string alone says what was asked
+            name = None
+    elif device:
+        name = platform.processor() or platform.machine()
+    read = {k: v for k, v in os.environ.items()
+            if k.startswith("MCDO_") or k in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                                              "CUDA_VISIBLE_DEVICES", "LOCAL_RANK", "WORLD_SIZE", "RANK")}
+    return dict(packages=versions, python=platform.python_version(), platform=platform.platform(),
+                device=device, device_name=name, dtype=dtype,
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                command=list(sys.argv), commit=git_commit(), environment=dict(sorted(read.items())))

@@ -131,7 +131,10 @@ def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] =
     out_dir.mkdir(parents=True, exist_ok=True)
     dicts = [r.as_dict() for r in records]
     paths = {"json": out_dir / "claims.json", "jsonl": out_dir / "claims.jsonl", "md": out_dir / "claims.md"}
-    payload = {"commit": records[0].commit if records else "unknown", "coverage": coverage(records),
+    from .env import device, provenance
+
+    payload = {"commit": records[0].commit if records else "unknown", "provenance": provenance(device()),
+               "coverage": coverage(records),
                "figures": [list(f) for f in figures], "notes": list(notes), "records": dicts}
     texts = {"json": json.dumps(payload, indent=1, ensure_ascii=False),
              "jsonl": "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts),

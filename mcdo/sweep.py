@@ -211,7 +211,8 @@ def run_cell(cell: Cell, out: Path, settings: Settings) -> dict:
     path = cell_path(out, cell, s)
     result = dict(cell=asdict(cell), id=path.stem, key=cell_key(cell, s), weights=weights_fingerprint(enc.model),
                   trials=s.trials, n_images=int(x.shape[0]), seed=s.seed, random_weights=s.random_weights,
-                  gate=gate.as_dict(), mean_trace=float(traces.mean()), traces=traces.tolist())
+                  gate=gate.as_dict(), mean_trace=float(traces.mean()), traces=traces.tolist(),
+                  provenance=env.provenance(str(next(enc.vision_tower.parameters()).device)))
     write_text_atomic(path, json.dumps(result) + "\n")
     (Path(out) / "failed" / path.name).unlink(missing_ok=True)
     return result

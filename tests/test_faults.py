@@ -490,7 +490,8 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys
     argv = ["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(root), "--quiet", "--out", str(out)]
     with pytest.warns(UserWarning, match="cache not kept: could not write .*No space left"):
         assert cli.main(argv) == 0
-    assert len(list(out.glob("*.jsonl"))) == 1
+    (rows,) = list(out.glob("*.jsonl"))
+    assert json.loads(rows.read_text().splitlines()[0])["provenance"]["device"] == "cpu"  # issue 23
     assert not [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 256]  # no prefix left behind
     with pytest.raises(WriteFailed, match=r"could not write .*x\.pt"):  # torch.save's own error, named
         torch_save_atomic(cache / "x.pt", {"a": __import__("torch").zeros(10000)})

@@ -293,3 +293,20 @@ def test_version_and_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["ood", "--no-such-option"])
     assert e.value.code == 2
+
+
+def test_every_results_file_says_where_it_came_from(tmp_path, monkeypatch):
+    """Issue 23: claims.json held commit, coverage, figures, notes and records only. It (like every tool's
+    results) now records package versions, Python, the device, the date, the command line, the commit with its
+    dirty flag and the variables mcdo reads."""
+    from mcdo import report
+    from mcdo.env import PROVENANCE_PACKAGES, provenance
+
+    monkeypatch.setenv("MCDO_SEED_NOTE", "x")
+    p = provenance("cpu", "fp32")
+    assert set(p["packages"]) == set(PROVENANCE_PACKAGES) and p["packages"]["torch"]
+    assert p["environment"]["MCDO_SEED_NOTE"] == "x" and p["dtype"] == "fp32" and p["command"]
+    assert p["commit"] and p["date"].endswith("+00:00")
+    report.write([Record("MCD-02", "math", "m", REPRODUCED, 0.1, (0.0, 0.2))], tmp_path)
+    payload = json.loads((tmp_path / "claims.json").read_text())
+    assert payload["provenance"]["packages"]["numpy"] and payload["provenance"]["python"]

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     stem = config_stem(cal.model + ("-random" if args.random_weights else ""), tool_config(args))
     figure = reliability_diagram(cal.prediction.deterministic.numpy(), cal.prediction.probs.numpy(), cal.labels,
                                  out / f"{stem}-reliability.png", title=f"{cal.model}: deterministic vs Laplace")
-    record = dict(model=cal.model, comparison=cal.comparison, config=cal.config, commit=env.git_commit())
+    record = dict(model=cal.model, comparison=cal.comparison, config=cal.config, commit=env.git_commit(),
+                  provenance=env.provenance(device, "fp32"))
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     write_text_atomic(out / f"{stem}.md", f"# mcdo bayes: {stem}\n\n{text}\n\n![reliability]({figure.name})\n")
     print(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} and {figure}")

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     stem = config_stem(Path(args.data).resolve().name + ("-random" if args.random_weights else ""), tool_config(args))
     chart = out / f"{stem}-accuracy.png"
     pipeline.bar_chart(comp, chart)
-    record = dict(models=models, data_argument=args.data, commit=env.git_commit(), **pipeline.as_dict(comp),
+    record = dict(models=models, data_argument=args.data, commit=env.git_commit(), provenance=env.provenance(env.device()), **pipeline.as_dict(comp),
                   config=dict(folds=args.folds, alpha=args.alpha, probes=list(probes), seed=args.seed,
                               random_weights=args.random_weights, features="unit-norm image embeddings"))
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = config_stem(name + ("-random" if args.random_weights else ""), tool_config(args))
-    record = dict(model=name, data=task.name, commit=env.git_commit(), kurtosis_mean=float(prof.kurtosis.mean()),
+    record = dict(model=name, data=task.name, commit=env.git_commit(), provenance=env.provenance(env.device()), kurtosis_mean=float(prof.kurtosis.mean()),
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
                   importance=prof.importance.tolist() or None, pruning_curve={str(k): v for k, v in prof.accuracy.items()})
