@@ -259,15 +259,24 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFB
 # integer options shared by the commands, and the least value each can take (a library error would otherwise
 # answer for them)
 _AT_LEAST = {"bs": 1, "folds": 2, "trials": 2, "n_images": 2, "workers": 0}
+# folder options: a path that does not exist is answered at once, before torch and the models are imported
+_FOLDER_OPTIONS = ("data", "eval_data", "hessian_data", "data_root", "factors")
 
 
 def check_common(args: argparse.Namespace) -> str | None:
     """One line naming the option, for the mistakes every command shares, before any heavy import: an ``--out``
-    that is a file or cannot be written, and an integer option below what it can take."""
+    that is a file or cannot be written, an integer option below what it can take, and a folder option whose
+    path does not exist."""
     for name, least in _AT_LEAST.items():
         value = getattr(args, name, None)
         if isinstance(value, int) and value < least:
             return f"--{name.replace('_', '-')} {value}: it must be at least {least}"
+    for name in _FOLDER_OPTIONS:
+        values = getattr(args, name, None)
+        for value in (values if isinstance(values, list) else [values]):
+            if isinstance(value, str) and ("/" in value or value.startswith(("~", "."))) \
+                    and not Path(value).expanduser().exists():
+                return f"--{name.replace('_', '-')} {value}: no such folder"
     out = getattr(args, "out", None)
     if out and args.command != "doctor":
         from .env import SettingError, ensure_writable

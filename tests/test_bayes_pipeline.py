@@ -151,6 +151,9 @@ def test_mcdo_bayes_command(tmp_path, capsys):
     assert main(["bayes", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "none")]) == 2
+    assert "--eval-data" in (err := capsys.readouterr().err) and "no such folder" in err
+    (tmp_path / "empty").mkdir()  # a folder that exists but holds no classes: named by the reader
+    assert main(["bayes", "--model", "tiny-clip", "--random-weights", "--eval-data", str(tmp_path / "empty")]) == 2
     assert "labelled image folder" in capsys.readouterr().err
 
 

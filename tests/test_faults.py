@@ -528,3 +528,22 @@ def test_a_strip_image_is_cropped_before_it_is_resized():
     assert StripCrop()(strip).size == (2, 1) and bounded(strip).shape == (3, 32, 32)
     squash = T.Compose([T.Resize((32, 32)), T.ToTensor()])
     assert bound_strips(squash) is squash
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["bayes", "--eval-data", "/nonexistent/food"], "--eval-data"),
+    (["bayes", "--hessian-data", "./nope"], "--hessian-data"),
+    (["probe", "--data", "/nonexistent"], "--data"),
+    (["ood", "--model", "tiny-clip", "--data-root", "~/no/such/root"], "--data-root"),
+    (["sweep", "--data", "world,/nonexistent"], "--data")])
+def test_a_missing_folder_is_answered_before_any_heavy_import(argv, named, capsys):
+    """Issue 23: `mcdo bayes --eval-data /nonexistent` failed after 50 s of imports and loading. A folder option
+    naming a path that does not exist is one line, exit 2, from the argument check alone (in a fresh interpreter
+    torch is not even imported)."""
+    import subprocess
+    import sys
+
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"mcdo {argv[0]}: {named} ")
+    code = f"import sys; from mcdo import cli; rc = cli.main({argv!r}); assert 'torch' not in sys.modules; sys.exit(rc)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 2
