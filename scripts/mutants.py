@@ -67,7 +67,7 @@ MUTANTS = [
     ("T needed ignores the +1/K bias", "mcdo/stats/reliability.py", "return (snr_estimate - 1.0 / k) / T",
      "return snr_estimate / T", "tests/test_registry.py::test_sweep_t_needed_reaches_the_gate_in_a_simulation"),
     ("a value claim judged against 0, not the registry's value", "mcdo/verify/records.py",
-     "verdict, note = judge(claim_id, ci, e.value, n)", "verdict, note = judge(claim_id, ci, 0.0, n)",
+     "verdict, note = judge(claim_id, ci, e.value, n, figure)", "verdict, note = judge(claim_id, ci, 0.0, n, figure)",
      "tests/test_registry.py"),
     ("departures never computed", "mcdo/verify/records.py", "        out[key] = {\"source\"",
      "        continue\n        out[key] = {\"source\"", "tests/test_registry.py"),
