@@ -73,7 +73,7 @@ MUTANTS = [
      "        continue\n        out[key] = {\"source\"", "tests/test_registry.py"),
     ("folder walk follows a link back into itself", "mcdo/data/folders.py",
      "elif target in seen or target == real:", "elif False:",
-     "tests/test_faults.py::test_a_link_loop_neither_repeats_nor_mislabels_images"),
+     "tests/test_inputs.py::test_a_link_loop_neither_repeats_nor_mislabels_images"),
     ("pooled Spearman from the short trials themselves", "mcdo/stats/reliability.py",
      "vals.append(pairwise_spearman(groups).median)", "vals.append(pairwise_spearman(x).median)",
      "tests/test_recorded_runs.py"),
