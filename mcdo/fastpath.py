@@ -20,6 +20,7 @@ from torch import nn
 from .dropout import MCDropout
 
 _QUICK = 1.702
+TILE_TOKENS = 1600  # CPU: tokens per tile of passes (see ``PreparedRunner.suffix``)
 _PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -33,20 +34,102 @@ def supports(tower: nn.Module) -> bool:
                     for b in tower.transformer.resblocks))
 
 
-class CLIPViTRunner:
+class PreparedRunner:
+    """What every fast path shares: weights prepared once per (tower, dtype, p, mode) in the compute dtype with the
+    firing sites' 1/(1-p) folded in, dropout on those pre-scaled outputs, and reused output buffers. A subclass says
+    which parameters to scale (``_prepare``) and runs ``prefix`` / ``suffix``."""
+
+    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype):
+        self.tower, self.ctl, self.dtype = tower, ctl, dtype
+        self.faithful = ctl.mode == "faithful"
+        self.p = ctl.p
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def _prepare(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
+        """t independent MC passes of every image in the state: features [t * B, D] (pass-major).
+
+        On a CPU the passes run in tiles of about ``TILE_TOKENS`` tokens, so that a layer's activations stay in
+        cache between the products that read them (measured on a 2-core AMX VM: SigLIP2 B-16 at 64 rows x 196
+        tokens 0.40 images/s, at 8 rows 0.53; CLIP B-32 at 64 x 50 tokens 2.1, at 32 2.6); each tile's rows keep
+        their own mask keys, so the result does not depend on the tiling."""
+        b, tokens = state[0].shape[0], state[0].shape[1]
+        per = t if state[0].device.type != "cpu" else max(1, TILE_TOKENS // (tokens * b))
+        if per >= t:
+            return self._suffix(state, t)
+        keys, out = self.ctl.row_keys, None
+        try:
+            for j in range(0, t, per):
+                k = min(per, t - j)
+                self.ctl.row_keys = None if keys is None else keys[j * b:(j + k) * b]
+                y = self._suffix(state, k)
+                if out is None:
+                    out = torch.empty(t * b, y.shape[-1], dtype=y.dtype, device=y.device)
+                out[j * b:(j + k) * b] = y
+        finally:
+            self.ctl.row_keys = keys
+        return out
+
+    def _check_p(self) -> None:
+        if self.ctl.p != self.p:  # weights were scaled for another p
+            self.p, self.w = self.ctl.p, self._weights()
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """Prepared weights, reused across runs while the tower's parameters are unchanged."""
+        params = list(self.tower.parameters())
+        version = tuple((id(q), q._version, q.data_ptr()) for q in params)
+        key = (type(self).__name__, self.dtype, float(self.ctl.p), self.faithful)
+        per_tower = _PREPARED.setdefault(self.tower, {})
+        hit = per_tower.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        w = self._prepare()
+        per_tower[key] = (version, w)
+        return w
+
+    def _drop(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on a pre-scaled output; where this site does not drop, undo the 1/(1-p) scaling."""
+        ctl = self.ctl
+        if ctl.active and (ctl.only is None or ctl.only == name):
+            return ctl.drop_prescaled(name, x)
+        ctl.fired[name] += 1
+        return x if ctl.p == 0.0 else x * (1.0 - ctl.p)
+
+    def _ln(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        mod = self.tower.get_submodule(name)  # CPU and CUDA kernels accumulate bf16 input in fp32
+        return F.layer_norm(x, mod.normalized_shape, self.w[f"{name}.weight"], self.w[f"{name}.bias"], mod.eps)
+
+    def _lin(self, name: str, x: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
+        """x @ W^T + b; with ``buffer``, written into a reused buffer (fresh large tensors cost page faults)."""
+        w, b = self.w[f"{name}.weight"], self.w.get(f"{name}.bias")
+        if buffer is None or b is None:
+            return F.linear(x, w, b)
+        x2 = x.reshape(-1, x.shape[-1])
+        key = (buffer, x2.shape[0], w.shape[0], x.device)
+        out = self._buffers.get(key)
+        if out is None:
+            out = self._buffers[key] = torch.empty(x2.shape[0], w.shape[0], dtype=self.dtype, device=x.device)
+        torch.addmm(b, x2, w.t(), out=out)
+        return out.view(*x.shape[:-1], w.shape[0])
+
+
+class CLIPViTRunner(PreparedRunner):
     """prefix(images) -> state once per image; suffix(state, t) -> features [t * B, D] with dropout."""
 
     def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32):
         if not supports(tower):
             raise ValueError("CLIPViTRunner needs an open_clip VisionTransformer with CLS pooling")
-        self.tower, self.ctl, self.dtype = tower, ctl, dtype
-        self.faithful = ctl.mode == "faithful"
+        super().__init__(tower, ctl, dtype)
         self.blocks = list(tower.transformer.resblocks)
         self.prefix_name = "transformer.resblocks"
         self.quick_gelu = all(isinstance(b.mlp.gelu, QuickGELU) for b in self.blocks)
-        self.p = ctl.p
         self.w = self._weights()
-        self._buffers: dict[tuple, torch.Tensor] = {}
 
     def _prepare(self) -> dict[str, torch.Tensor]:
         """Weights in the compute dtype; every firing site's linear pre-scaled by 1/(1-p) (inverted dropout)."""
@@ -71,49 +154,7 @@ class CLIPViTRunner:
             w[n] = p.to(self.dtype)
         return w
 
-    def _check_p(self) -> None:
-        if self.ctl.p != self.p:  # weights were scaled for another p
-            self.p, self.w = self.ctl.p, self._weights()
-
-    def _weights(self) -> dict[str, torch.Tensor]:
-        """Prepared weights, reused across runs while the tower's parameters are unchanged."""
-        params = list(self.tower.parameters())
-        version = tuple((id(q), q._version, q.data_ptr()) for q in params)
-        key = (self.dtype, float(self.ctl.p), self.faithful)
-        per_tower = _PREPARED.setdefault(self.tower, {})
-        hit = per_tower.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        w = self._prepare()
-        per_tower[key] = (version, w)
-        return w
-
-    def _drop(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Dropout on a pre-scaled output; where this site does not drop, undo the 1/(1-p) scaling."""
-        ctl = self.ctl
-        if ctl.active and (ctl.only is None or ctl.only == name):
-            return ctl.drop_prescaled(name, x)
-        ctl.fired[name] += 1
-        return x if ctl.p == 0.0 else x * (1.0 - ctl.p)
-
     # -- pieces ---------------------------------------------------------------------------------
-    def _ln(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        mod = self.tower.get_submodule(name)  # CPU and CUDA kernels accumulate bf16 input in fp32
-        return F.layer_norm(x, mod.normalized_shape, self.w[f"{name}.weight"], self.w[f"{name}.bias"], mod.eps)
-
-    def _lin(self, name: str, x: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
-        """x @ W^T + b; with ``buffer``, written into a reused buffer (fresh large tensors cost page faults)."""
-        w, b = self.w[f"{name}.weight"], self.w.get(f"{name}.bias")
-        if buffer is None or b is None:
-            return F.linear(x, w, b)
-        x2 = x.reshape(-1, x.shape[-1])
-        key = (buffer, x2.shape[0], w.shape[0], x.device)
-        out = self._buffers.get(key)
-        if out is None:
-            out = self._buffers[key] = torch.empty(x2.shape[0], w.shape[0], dtype=self.dtype, device=x.device)
-        torch.addmm(b, x2, w.t(), out=out)
-        return out.view(*x.shape[:-1], w.shape[0])
-
     def _ls(self, i: int, which: str, x: torch.Tensor) -> torch.Tensor:
         key = f"{self.prefix_name}.{i}.{which}.gamma"
         return x * self.w[key] if key in self.w else x
@@ -163,8 +204,7 @@ class CLIPViTRunner:
         x = x + self._ls(0, "ls_1", self._attn(0, qkv, cls_only=len(self.blocks) == 1)).clone()
         return x, self._fc(0, x, buffer=None)
 
-    @torch.no_grad()
-    def suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
+    def _suffix(self, state: tuple[torch.Tensor, torch.Tensor], t: int) -> torch.Tensor:
         """t independent MC passes of every image in the state: features [t * B, D] (pass-major)."""
         x, first = (s.repeat(t, *([1] * (s.dim() - 1))) for s in state)
         last = len(self.blocks) - 1

@@ -29,6 +29,7 @@ from torch import nn
 from .io import keep_cache, read_cache, save_npz_atomic
 from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
 from .fastpath import CLIPViTRunner, supports
+from .fastpath_timm import TimmViTRunner, supports_timm
 from .masks import image_keys, row_keys
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -73,8 +74,13 @@ class _GenericRunner:
 
 
 def make_runner(tower: nn.Module, ctl: MCDropout, dtype: torch.dtype):
-    """The fastest exact runner for this tower."""
-    return CLIPViTRunner(tower, ctl, dtype) if supports(tower) else _GenericRunner(tower, dtype)
+    """The fastest exact runner for this tower: a fast path for open_clip's CLIP towers and for timm ViTs (SigLIP,
+    SigLIP2), else hooks on the tower's own forward."""
+    if supports(tower):
+        return CLIPViTRunner(tower, ctl, dtype)
+    if supports_timm(tower):
+        return TimmViTRunner(tower, ctl, dtype)
+    return _GenericRunner(tower, dtype)
 
 
 class _Moments:

@@ -28,8 +28,9 @@ MUTANTS = [
      'out = self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out")\n'
      '        return out * (1.0 - self.ctl.p) if self.faithful and i == len(self.blocks) - 1 '
      'else self._drop(f"{b}.mlp.c_proj", out)', "tests/test_sampling.py"),
-    ("prepared weights not keyed on p", "mcdo/fastpath.py", "key = (self.dtype, float(self.ctl.p), self.faithful)",
-     "key = (self.dtype, self.faithful)", "tests/test_sampling.py::test_prepared_weights_are_keyed_on_p"),
+    ("prepared weights not keyed on p", "mcdo/fastpath.py",
+     "key = (type(self).__name__, self.dtype, float(self.ctl.p), self.faithful)",
+     "key = (type(self).__name__, self.dtype, self.faithful)", "tests/test_sampling.py::test_prepared_weights_are_keyed_on_p"),
     ("bootstrap resamples trials instead of images", "mcdo/verify/builders.py",
      "ci = S.bootstrap_ci(fn, x, axis=1, n_boot=ctx.n_boot, seed=ctx.seed)",
      "ci = S.bootstrap_ci(fn, x, axis=0, n_boot=ctx.n_boot, seed=ctx.seed)", "tests/test_recorded_runs.py"),
@@ -122,7 +123,16 @@ MUTANTS = [
      '"kurtosis_level": _e("above", 3.0,', "tests/test_signatures_pipeline.py"),
     ("ICL-03 keeps 50% of the directions", "mcdo/verify/sources.py", '"ICL-03": dict(keep=0.2),',
      '"ICL-03": dict(keep=0.5),', "tests/test_signatures_pipeline.py"),
-
+    ("timm fast path: the MAP head's keys and values without dropout", "mcdo/fastpath_timm.py",
+     'kv = self._site(f"{name}.kv", x, "kv")', 'kv = self._lin(f"{name}.kv", x, "kv") * (1.0 - self.ctl.p)',
+     "tests/test_fastpath_timm.py"),
+    ("timm fast path: layer scale skipped", "mcdo/fastpath_timm.py", 'return x if gamma is None else x * gamma',
+     "return x", "tests/test_fastpath_timm.py"),
+    ("timm fast path: MAP pools the class token too", "mcdo/fastpath_timm.py",
+     'else x[:, self.trunk.num_prefix_tokens:].contiguous())', "else x)", "tests/test_fastpath_timm.py"),
+    ("fast path tiles reuse the first tile's mask keys", "mcdo/fastpath.py",
+     "self.ctl.row_keys = None if keys is None else keys[j * b:(j + k) * b]",
+     "self.ctl.row_keys = None if keys is None else keys[:k * b]", "tests/test_fastpath_timm.py tests/test_masks.py"),
 ]
 
 
