@@ -44,10 +44,19 @@ def _norm_ok(m: nn.Module) -> bool:
                                           and getattr(m, "bias", None) is not None)
 
 
+def gelu_form(act: nn.Module) -> str | None:
+    """'none' (erf) or 'tanh' for the GELU modules of torch and timm (SO400M SigLIP2 uses timm's ``GELUTanh``);
+    None for any other activation."""
+    if isinstance(act, nn.GELU):
+        return act.approximate
+    name = type(act).__name__
+    return {"GELUTanh": "tanh", "GELU": "none"}.get(name) if type(act).__module__.startswith("timm.") else None
+
+
 def _mlp_ok(m: nn.Module) -> bool:
     from timm.layers import Mlp
 
-    return (type(m) is Mlp and isinstance(m.act, nn.GELU) and isinstance(m.norm, nn.Identity)
+    return (type(m) is Mlp and gelu_form(m.act) is not None and isinstance(m.norm, nn.Identity)
             and isinstance(m.fc1, nn.Linear) and isinstance(m.fc2, nn.Linear))
 
 
@@ -123,9 +132,9 @@ class TimmViTRunner(PreparedRunner):
         gamma = self.w.get(f"{name}.gamma")  # timm's LayerScale; Identity has none
         return x if gamma is None else x * gamma
 
-    def _mlp(self, name: str, x: torch.Tensor, gelu: nn.GELU, buffer: bool) -> torch.Tensor:
+    def _mlp(self, name: str, x: torch.Tensor, act: nn.Module, buffer: bool) -> torch.Tensor:
         h = self._site(f"{name}.fc1", x, "fc" if buffer else None)
-        h = torch.ops.aten.gelu_(h, approximate=gelu.approximate)
+        h = torch.ops.aten.gelu_(h, approximate=gelu_form(act))
         return self._site(f"{name}.fc2", h, "mlp_out" if buffer else None)
 
     def _block(self, i: int, x: torch.Tensor, qkv: torch.Tensor, first_only: bool) -> torch.Tensor:

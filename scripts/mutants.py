@@ -130,6 +130,8 @@ MUTANTS = [
      "return x", "tests/test_fastpath_timm.py"),
     ("timm fast path: MAP pools the class token too", "mcdo/fastpath_timm.py",
      'else x[:, self.trunk.num_prefix_tokens:].contiguous())', "else x)", "tests/test_fastpath_timm.py"),
+    ("timm fast path: SO400M's tanh GELU run as erf GELU", "mcdo/fastpath_timm.py", '{"GELUTanh": "tanh", "GELU": "none"}',
+     '{"GELUTanh": "none", "GELU": "none"}', "tests/test_fastpath_timm.py"),
     ("fast path tiles reuse the first tile's mask keys", "mcdo/fastpath.py",
      "self.ctl.row_keys = None if keys is None else keys[j * b:(j + k) * b]",
      "self.ctl.row_keys = None if keys is None else keys[:k * b]", "tests/test_fastpath_timm.py tests/test_masks.py"),

@@ -8,6 +8,7 @@ import torch
 from mcdo import sampling
 from mcdo.fastpath_timm import supports_timm
 from mcdo.models import load
+from mcdo.models.registry import REGISTRY
 from mcdo.sampling import mc_sample
 
 RTOL, ATOL_OF_MAX = 1e-5, 1e-5  # reordered fp32 sums only (as tests/test_masks.py)
@@ -42,7 +43,18 @@ TOWERS = {
     # classifier head; average pooling over the patch tokens
     "timm-token-layerscale-head": lambda: _timm_vit(global_pool="token", init_values=0.5, num_classes=7),
     "timm-avg": lambda: _timm_vit(global_pool="avg", class_token=False, num_classes=0),
+    # SO400M SigLIP2's MLP activation: timm's GELUTanh
+    "timm-map-gelu-tanh": lambda: _with_gelu_tanh(_timm_vit(global_pool="map", class_token=False, num_classes=0)),
 }
+
+
+def _with_gelu_tanh(tower):
+    from timm.layers.activations import GELUTanh
+
+    for m in tower.modules():
+        if hasattr(m, "act") and isinstance(m.act, torch.nn.GELU):
+            m.act = GELUTanh()
+    return tower
 
 
 @pytest.mark.parametrize("mode", ["as_published", "faithful"])
@@ -79,6 +91,19 @@ def test_siglip2_b16_fast_path_equals_the_generic_runner(monkeypatch):
     fast, generic = _both(tower, x, monkeypatch, T=3, batch_size=1, max_rows=3)
     assert float(generic.var_pre.mean()) > 1e-8
     _same(fast, generic)
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.family != "proxy"])
+def test_every_registered_vision_tower_takes_a_fast_path(name):
+    """Built on torch's meta device (no memory, no weights): each registry entry's open_clip tower is one the CLIP or
+    the timm fast path reproduces, so none of the seeds' models falls back to module hooks."""
+    import open_clip
+
+    from mcdo.fastpath import supports
+
+    with torch.device("meta"):
+        tower = open_clip.create_model(REGISTRY[name].arch_name, pretrained=None, device="meta").visual
+    assert supports(tower) != supports_timm(tower), name  # exactly one of them
 
 
 def test_other_towers_stay_on_their_runners():
