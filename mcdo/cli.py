@@ -119,7 +119,8 @@ def _ood(args: argparse.Namespace) -> int:
         device = env.check_device(args.device, "--device") if args.device else env.device()
         env.cache_dir()
         temperature = _temperature(args.temperature)
-        for name, value, least in (("--bs", args.bs, 1), ("--workers", 0 if args.workers is None else args.workers, 0)):
+        for name, value, least in (("--bs", args.bs, 1), ("--workers", 0 if args.workers is None else args.workers, 0),
+                                   ("--n-boot", args.n_boot, 0)):
             if value < least:
                 raise ValueError(f"{name} must be >= {least}, got {value}")
     except ValueError as e:
@@ -145,7 +146,8 @@ def _ood(args: argparse.Namespace) -> int:
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo ood: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
-    text = oodbench.format_table(res)
+    cis = res.intervals(n_boot=args.n_boot, seed=args.seed) if args.n_boot > 0 else None
+    text = oodbench.format_table(res, cis, args.n_boot)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +156,8 @@ def _ood(args: argparse.Namespace) -> int:
     prov = env.provenance(device, precision)
     rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, backend=enc.backend, score=sc, ood_set=name,
                  convention=res.convention, **metrics,
+                 **{f"{m}_ci": v for m, v in ((cis or {}).get(sc, {}).get(name, {})).items()},
+                 n_boot=args.n_boot,
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
                  temperature=res.temperature, commit=env.git_commit(), config=res.config,
                  provenance=prov)
@@ -161,6 +165,10 @@ def _ood(args: argparse.Namespace) -> int:
     write_text_atomic(out / f"{stem}.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
     write_text_atomic(out / f"{stem}.md", f"# mcdo ood: {stem}\n\n{text}\n")
     print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
+    if args.save_scores:
+        path = out / f"{stem}-scores.csv"
+        write_text_atomic(path, oodbench.scores_csv(res, data))
+        print(f"wrote {path} (one row per image: set, file, in-distribution or not, each score)")
     return 0
 
 
@@ -221,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing checks)")
     o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
     o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
+    o.add_argument("--n-boot", type=int, default=200,
+                   help="bootstrap resamples for the 95%% CIs printed beside every AUROC and FPR95 (images resampled "
+                        "within each set; 0: no CIs; default: 200)")
+    o.add_argument("--save-scores", action="store_true",
+                   help="also write every image's scores (<report>-scores.csv: set, file, is_id, one column per "
+                        "score), to recompute any metric (OpenOOD's --save-score)")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=_ood)
     from .bayes.cli import add_parser as add_bayes

@@ -90,6 +90,22 @@ class OODResult:
         s, sid = self.pooled(score)
         return _mean_auroc(s, sid), S.bootstrap_ci(_mean_auroc, s, sid, n_boot=n_boot, seed=seed, strata=sid)
 
+    def intervals(self, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+        """score -> set -> {auroc, fpr95} percentile-bootstrap 95% CIs (ID and OOD images resampled within their own
+        set, so each keeps its size), and the mean row's AUROC CI (``mean_auroc_ci``), in the result's convention."""
+        out = {}
+        for sc, per_set in self.ood_scores.items():
+            rows = {}
+            for k, (name, s_ood) in enumerate(per_set.items()):
+                x = np.r_[self.id_scores[sc], s_ood]
+                strata = np.r_[np.zeros(self.id_scores[sc].size), np.ones(s_ood.size)]
+                rows[name] = {m: S.bootstrap_ci(lambda v, g, _m=m: _detect(v[g == 0], v[g == 1], self.convention)[_m],
+                                                x, strata, n_boot=n_boot, seed=seed + k, strata=strata)
+                              for m in ("auroc", "fpr95")}
+            rows["mean"] = {"auroc": self.mean_auroc_ci(sc, n_boot=n_boot, seed=seed)[1]}
+            out[sc] = rows
+        return out
+
     def gap_ci(self, a: str, b: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float]]:
         """Mean AUROC of score ``a`` minus that of ``b`` on the same images, with a paired bootstrap CI."""
         sa, sid = self.pooled(a)
@@ -195,25 +211,35 @@ def sigmoid_rank_note(table: dict) -> str:
             "the sigmoid-softmax gap is the maximum cosine against softmax MCM")
 
 
-def ood_table_markdown(table: dict) -> str:
-    """score -> set -> metrics as one markdown table: a row per OOD set (and the mean), AUROC and FPR95 in %."""
+def _cell(value: float, ci: tuple[float, float] | None) -> str:
+    return f"{100 * value:.2f}" + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci is not None else "")
+
+
+def ood_table_markdown(table: dict, cis: dict | None = None) -> str:
+    """score -> set -> metrics as one markdown table: a row per OOD set (and the mean), AUROC and FPR95 in %, each
+    with its bootstrap 95% CI in brackets where ``cis`` (``OODResult.intervals``) has one."""
     scores = list(table)
     sets = list(dict.fromkeys(name for per in table.values() for name in per))
     sets = [s for s in sets if s != "mean"] + (["mean"] if "mean" in sets else [])
     lines = ["| OOD set | " + " | ".join(f"{sc} AUROC | {sc} FPR95" for sc in scores) + " |",
              "|" + " --- |" * (1 + 2 * len(scores))]
     for name in sets:
-        lines.append(f"| {name} | " + " | ".join(f"{100 * table[sc][name]['auroc']:.2f} | {100 * table[sc][name]['fpr95']:.2f}"
+        ci = (lambda sc, m: (cis or {}).get(sc, {}).get(name, {}).get(m))
+        lines.append(f"| {name} | " + " | ".join(f"{_cell(table[sc][name]['auroc'], ci(sc, 'auroc'))} | "
+                                                 f"{_cell(table[sc][name]['fpr95'], ci(sc, 'fpr95'))}"
                                                  for sc in scores) + " |")
     return "\n".join(lines)
 
 
-def format_table(res: OODResult) -> str:
-    """A markdown table: one row per OOD set and the mean, AUROC and FPR95 for each score."""
+def format_table(res: OODResult, cis: dict | None = None, n_boot: int = 0) -> str:
+    """A markdown table: one row per OOD set and the mean, AUROC and FPR95 for each score (with ``cis``, each with its
+    bootstrap 95% CI)."""
     lines = [f"{res.model}: ID top-1 " + ", ".join(f"{100 * a:.2f}% ({t})" for t, a in res.accuracy.items())
              + f" on {res.n_id} images ({res.n_classes_present} classes); scale {res.scale:.3f}, bias "
              + (f"{res.bias:.3f}" if res.bias is not None else "none") + f", softmax temperature {res.temperature:g}",
-             "", f"AUROC and FPR95 in %; {convention_note(res.convention)}.", "", ood_table_markdown(res.table())]
+             "", f"AUROC and FPR95 in %" + (f" [percentile-bootstrap 95% CI, {n_boot} resamples of the images "
+                                             "within each set]" if cis else "")
+             + f"; {convention_note(res.convention)}.", "", ood_table_markdown(res.table(), cis)]
     notes = []
     if res.config.get("skipped_scores"):
         notes.append(f"not computed: {', '.join(res.config['skipped_scores'])} (the model has no logit_bias)")
@@ -225,3 +251,29 @@ def format_table(res: OODResult) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def scores_csv(res: OODResult, data: tuple[ImageList, dict[str, ImageList]] | None = None) -> str:
+    """Every image's scores as CSV (``mcdo ood --save-scores``): set, file, is_id, one column per score. Files are the
+    readable ones of each set in the order they were encoded (unreadable files have no score); without ``data`` the
+    file column is empty."""
+    import csv
+    import io
+
+    id_list, ood_lists = data if data is not None else (None, {})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["set", "file", "is_id", *res.scores])
+    parts = [(id_list.name if id_list is not None else "ID", id_list, None),
+             *((name, ood_lists.get(name), name) for name in res.sets)]
+    for set_name, lst, key in parts:
+        cols = [res.id_scores[sc] if key is None else res.ood_scores[sc][key] for sc in res.scores]
+        files = []
+        if lst is not None:
+            failed = {str(p) for p in res.failed.get(lst.name, [])}
+            files = [str(p) for p in lst.paths if str(p) not in failed]
+        if len(files) != cols[0].size:
+            files = [""] * cols[0].size  # cannot pair files with scores: leave the column empty rather than guess
+        for i in range(cols[0].size):
+            w.writerow([set_name, files[i], int(key is None), *(repr(float(c[i])) for c in cols)])
+    return buf.getvalue()

@@ -7,6 +7,8 @@ metrics). The seed's own numbers need real weights and data (gpu tier).
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,6 +293,25 @@ def test_ood_command(data_root, tmp_path, capsys):
     mean = next(r for r in rows if r["score"] == "sigmoid" and r["ood_set"] == "mean")
     per = [r["auroc"] for r in rows if r["score"] == "sigmoid" and r["ood_set"] != "mean"]
     assert mean["auroc"] == pytest.approx(np.mean(per))
+    # issue 23: every AUROC and FPR95 printed and recorded with its bootstrap CI, which holds the estimate
+    assert re.search(r"\| iNaturalist \| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \|", text) and "bootstrap 95% CI" in text
+    for r in rows:
+        assert r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1] and r["n_boot"] == 200
+        assert r["ood_set"] == "mean" or r["fpr95_ci"][0] <= r["fpr95"] <= r["fpr95_ci"][1]
+    assert any(r["auroc_ci"][1] - r["auroc_ci"][0] > 0.05 for r in rows)  # 12 ID images: wide, not a point
+    # --save-scores: one row per readable image; any metric recomputes from it (scikit-learn's AUROC, ID positive)
+    rc = cli.main(["ood", "--model", "tiny-siglip", "--random-weights", "--data-root", str(data_root), "--bs", "4",
+                   "--workers", "0", "--ood-dataset", "iNaturalist", "--ood-dataset", "Textures", "--score", "all",
+                   "--out", str(out), "--quiet", "--save-scores", "--n-boot", "0"])
+    assert rc == 0 and "[" not in capsys.readouterr().out.split("| OOD set")[1].split("\n\n")[0]  # no CIs asked
+    import csv
+
+    table = list(csv.DictReader(max(out.glob("tiny-siglip-*-scores.csv"), key=lambda p: p.stat().st_mtime_ns).open()))
+    assert not any("broken" in r["file"] for r in table) and all(Path(r["file"]).is_file() for r in table)
+    ident = [float(r["energy"]) for r in table if r["is_id"] == "1"]
+    textures = [float(r["energy"]) for r in table if r["set"] == "Textures"]
+    recorded = next(r for r in rows if r["score"] == "energy" and r["ood_set"] == "Textures")["auroc"]
+    assert roc_auc_score([1] * len(ident) + [0] * len(textures), ident + textures) == pytest.approx(recorded)
     # the seed's --use_sigmoid flag is sigmoid MCM
     rc = cli.main(["ood", "--model", "tiny-siglip", "--random-weights", "--data-root", str(data_root), "--bs", "4",
                    "--workers", "0", "--ood-dataset", "SUN", "--use_sigmoid", "--out", str(out), "--quiet"])
@@ -298,7 +319,7 @@ def test_ood_command(data_root, tmp_path, capsys):
     sig = [json.loads(line) for line in _report(out, "tiny-siglip").read_text().splitlines()]
     assert {r["score"] for r in sig} == {"sigmoid"} and sig[0]["convention"] == "seed"
     # issue 20: a run with other options no longer overwrites the first one's report
-    assert len(list(out.glob("tiny-siglip-seed-random-*.jsonl"))) == 2 and len(list(out.glob("*.md"))) == 2
+    assert len(list(out.glob("tiny-siglip-seed-random-*.jsonl"))) == 3 and len(list(out.glob("*.md"))) == 3
     assert cli.main(["ood", "--model", "no-such-model", "--data-root", str(data_root), "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert cli.main(["ood", "--model", "tiny-clip", "--random-weights", "--data-root", str(tmp_path), "--quiet"]) == 2
