@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from itertools import product
 from pathlib import Path
 
+import numpy as np
 
 from . import stats as S
 from .io import write_text_atomic
@@ -211,11 +212,27 @@ def run_cell(cell: Cell, out: Path, settings: Settings) -> dict:
     path = cell_path(out, cell, s)
     result = dict(cell=asdict(cell), id=path.stem, key=cell_key(cell, s), weights=weights_fingerprint(enc.model),
                   trials=s.trials, n_images=int(x.shape[0]), seed=s.seed, random_weights=s.random_weights,
-                  gate=gate.as_dict(), mean_trace=float(traces.mean()), traces=traces.tolist(),
+                  gate=gate.as_dict(), gate_ci=gate_cis(traces, seed=s.seed), n_boot=N_BOOT,
+                  mean_trace=float(traces.mean()), traces=traces.tolist(),
                   provenance=env.provenance(str(next(enc.vision_tower.parameters()).device)))
     write_text_atomic(path, json.dumps(result) + "\n")
     (Path(out) / "failed" / path.name).unlink(missing_ok=True)
     return result
+
+
+N_BOOT = 200  # bootstrap resamples of the images for each cell's CIs
+_FIGURES = (("snr", S.snr), ("icc", S.icc), ("spearman_median", lambda t: S.pairwise_spearman(t).median))
+
+
+def gate_cis(traces: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap 95% CIs of a cell's SNR, ICC and median pairwise Spearman, images resampled (every trial
+    keeps its images paired), as the claims' gate records compute them."""
+    traces = np.asarray(traces, dtype=float)
+    return {name: S.bootstrap_ci(fn, traces, axis=1, n_boot=n_boot, seed=seed) for name, fn in _FIGURES}
+
+
+def _with_ci(value: float, ci, digits: int) -> str:
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci is not None else "")
 
 
 _RESULT_KEYS = {"cell", "id", "key", "trials", "n_images", "gate"}
@@ -290,12 +307,16 @@ def aggregate(out: Path, cells: list[Cell] | None = None, settings: Settings | N
         wanted = {cell_path(out, c, settings).stem: c for c in cells}
         res = [r for stem, c in wanted.items()
                if (r := read_result(out / "cells" / f"{stem}.json", cell_key(c, settings))) is not None]
-    lines = ["| model | p | T | mode | data | trials | images | SNR | ICC | Spearman | gate | T for SNR 2 |",
+    lines = [f"SNR, ICC and median pairwise Spearman with percentile-bootstrap 95% CIs ({N_BOOT} resamples of the "
+             "images) in brackets.", "",
+             "| model | p | T | mode | data | trials | images | SNR | ICC | Spearman | gate | T for SNR 2 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(res, key=lambda r: tuple(str(v) for v in r["cell"].values())):
         c, g = r["cell"], r["gate"]
+        ci = r.get("gate_ci") or (gate_cis(r["traces"], seed=r.get("seed", 0)) if r.get("traces") else {})
         lines.append(f"| {c['model']} | {c['p']:g} | {c['T']} | {c['mode']} | {_data_name(r)} | {r['trials']} | "
-                     f"{r['n_images']} | {g['snr']:.2f} | {g['icc']:.3f} | {g['spearman_median']:.3f} | "
+                     f"{r['n_images']} | {_with_ci(g['snr'], ci.get('snr'), 2)} | {_with_ci(g['icc'], ci.get('icc'), 3)} | "
+                     f"{_with_ci(g['spearman_median'], ci.get('spearman_median'), 3)} | "
                      f"{'pass' if g['passed'] else 'fail'} | {t_needed(g['snr'], c['T'], r['trials']):.0f} |")
     finished = {r["id"] for r in res}
     failed = {}

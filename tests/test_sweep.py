@@ -54,6 +54,20 @@ def test_two_shards_give_exactly_the_one_shard_result(tmp_path, capsys):
         assert one[k]["traces"] == two[k]["traces"] and one[k]["gate"] == two[k]["gate"]
     report = (tmp_path / "two" / "sweep.md").read_text()
     assert "tiny-siglip" in report and "T for SNR 2" in report and (tmp_path / "two" / "sweep_reliability.png").is_file()
+    # issue 23: each cell's SNR, ICC and Spearman with a bootstrap CI over its images, stored and printed; the CI is
+    # the one a naive resampling loop gives (images resampled, trials kept paired)
+    from mcdo import stats as S
+
+    cell = next(iter(one.values()))
+    traces = np.asarray(cell["traces"])
+    rng, boots = np.random.default_rng(cell["seed"]), []
+    for _ in range(sweep.N_BOOT):
+        idx = rng.integers(0, traces.shape[1], traces.shape[1])
+        boots.append(S.snr(traces[:, idx]))
+    assert cell["gate_ci"]["snr"] == pytest.approx(list(np.percentile(boots, [2.5, 97.5])), rel=1e-9)
+    lo, hi = cell["gate_ci"]["icc"]
+    assert lo <= cell["gate"]["icc"] <= hi and hi > lo
+    assert f"{cell['gate']['snr']:.2f} [{cell['gate_ci']['snr'][0]:.2f}, {cell['gate_ci']['snr'][1]:.2f}]" in report
 
 
 def test_a_killed_shard_is_completed_without_redoing_finished_cells(tmp_path, monkeypatch, capsys):
