@@ -179,7 +179,8 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``mcdo`` parser and its commands' parsers, every option's default in its help."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="mcdo", description=__doc__)
@@ -249,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
                                       "tokenizers, data sets), per model and per claim; loads nothing")
     d.set_defaults(func=_doctor)
+    for command in sub.choices.values():
+        say_defaults(command)
+    return parser, dict(sub.choices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, _ = build_parser()
     args = parser.parse_args(argv)
     problem = check_common(args)
     if problem:
@@ -275,6 +283,19 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFB
 _AT_LEAST = {"bs": 1, "folds": 2, "trials": 2, "n_images": 2, "workers": 0}
 # folder options: a path that does not exist is answered at once, before torch and the models are imported
 _FOLDER_OPTIONS = ("data", "eval_data", "hessian_data", "data_root", "factors")
+
+
+def say_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's default in its help (``--help`` answers what a run without it does), unless the help says it."""
+    for action in parser._actions:
+        default = action.default
+        if action.help == argparse.SUPPRESS or any(default is v for v in (None, False, argparse.SUPPRESS)) \
+                or action.nargs == 0:
+            continue
+        if action.help is None:
+            action.help = "default: %(default)s"
+        elif "default" not in action.help:
+            action.help += " (default: %(default)s)"
 
 
 def check_common(args: argparse.Namespace) -> str | None:

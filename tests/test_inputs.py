@@ -208,3 +208,23 @@ def test_a_missing_folder_is_answered_before_any_heavy_import(argv, named, capsy
     assert capsys.readouterr().err.startswith(f"mcdo {argv[0]}: {named} ")
     code = f"import sys; from mcdo import cli; rc = cli.main({argv!r}); assert 'torch' not in sys.modules; sys.exit(rc)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 2
+
+
+def test_every_option_says_its_default_in_help():
+    """Issue 23: ``--help`` of every command answers what a run without each option does."""
+    import argparse
+
+    from mcdo import cli
+
+    _, commands = cli.build_parser()
+    assert {"claims", "ood", "bayes", "probe", "signatures", "sweep", "doctor"} <= set(commands)
+    for name, parser in commands.items():
+        parser.format_help()  # every help string expands (a stray % would raise here)
+        for action in parser._actions:
+            if action.nargs == 0 or action.default is None or action.default is argparse.SUPPRESS:
+                continue
+            expanded = parser._get_formatter()._expand_help(action)
+            flag = action.option_strings[-1] if action.option_strings else action.dest
+            assert "default" in expanded, f"mcdo {name} {flag}: no default in --help"
+    seed = next(a for a in commands["ood"]._actions if "--seed" in a.option_strings)
+    assert "(default: 0)" in commands["ood"]._get_formatter()._expand_help(seed)  # 0 is a default too
