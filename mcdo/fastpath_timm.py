@@ -74,7 +74,7 @@ def supports_timm(tower: nn.Module) -> bool:
         return False
     if not (isinstance(t.head, (nn.Identity, nn.Linear)) and isinstance(t.patch_drop, nn.Identity)):
         return False
-    if not all(isinstance(m, (nn.Identity, nn.Linear)) or (isinstance(m, nn.Dropout)) for _, m in tail):
+    if not all(isinstance(m, (nn.Identity, nn.Linear, nn.Dropout)) for _, m in tail):
         return False
     for b in t.blocks:
         a = b.attn
@@ -90,7 +90,8 @@ def supports_timm(tower: nn.Module) -> bool:
     pool = t.attn_pool
     if t.global_pool == "map":
         return (type(pool) is AttentionPoolLatent and pool.pos_embed is None and pool.latent_len == 1
-                and pool.pool == "token" and isinstance(pool.q_norm, nn.Identity) and isinstance(pool.k_norm, nn.Identity)
+                and pool.pool == "token" and isinstance(pool.q_norm, nn.Identity)
+                and isinstance(pool.k_norm, nn.Identity)
                 and _mlp_ok(pool.mlp) and _norm_ok(pool.norm))
     return pool is None
 
@@ -107,6 +108,7 @@ class TimmViTRunner(PreparedRunner):
         self.blocks = list(self.trunk.blocks)
         self.pool = self.trunk.global_pool
         self.sites = {n for n, m in tower.named_modules() if isinstance(m, nn.Linear)}  # every linear, both modes
+        self.identities = {n for n, m in tower.named_modules() if isinstance(m, nn.Identity)}  # norms that are none
         self.w = self._weights()
 
     def _prepare(self) -> dict[str, torch.Tensor]:
@@ -126,7 +128,7 @@ class TimmViTRunner(PreparedRunner):
         return self._drop(name, self._lin(name, x, buffer))
 
     def _norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return x if isinstance(self.tower.get_submodule(name), nn.Identity) else self._ln(name, x)
+        return x if name in self.identities else self._ln(name, x)
 
     def _scale(self, name: str, x: torch.Tensor) -> torch.Tensor:
         gamma = self.w.get(f"{name}.gamma")  # timm's LayerScale; Identity has none
@@ -153,12 +155,8 @@ class TimmViTRunner(PreparedRunner):
         return x.add_(self._scale(f"{b}.ls2", m))
 
     def _qkv(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        b = f"{self.prefix_blocks}{i}"
+        b = f"{self.pre}blocks.{i}"
         return self._lin(f"{b}.attn.qkv", self._norm(f"{b}.norm1", x), "qkv")
-
-    @property
-    def prefix_blocks(self) -> str:
-        return f"{self.pre}blocks."
 
     def _map_pool(self, x: torch.Tensor) -> torch.Tensor:
         """timm's AttentionPoolLatent with one latent query: keys and values over every token, MLP on the pooled one."""

@@ -99,9 +99,12 @@ class OODResult:
             for k, (name, s_ood) in enumerate(per_set.items()):
                 x = np.r_[self.id_scores[sc], s_ood]
                 strata = np.r_[np.zeros(self.id_scores[sc].size), np.ones(s_ood.size)]
-                rows[name] = {m: S.bootstrap_ci(lambda v, g, _m=m: _detect(v[g == 0], v[g == 1], self.convention)[_m],
-                                                x, strata, n_boot=n_boot, seed=seed + k, strata=strata)
-                              for m in ("auroc", "fpr95")}
+                rows[name] = {}
+                for m in ("auroc", "fpr95"):
+                    def stat(v, g, _m=m):
+                        return _detect(v[g == 0], v[g == 1], self.convention, (_m,))[_m]
+
+                    rows[name][m] = S.bootstrap_ci(stat, x, strata, n_boot=n_boot, seed=seed + k, strata=strata)
             rows["mean"] = {"auroc": self.mean_auroc_ci(sc, n_boot=n_boot, seed=seed)[1]}
             out[sc] = rows
         return out
@@ -117,14 +120,17 @@ class OODResult:
         return gap(sa, sb, sid), S.bootstrap_ci(gap, sa, sb, sid, n_boot=n_boot, seed=seed, strata=sid)
 
 
-def _detect(s_id: np.ndarray, s_ood: np.ndarray, convention: str = "seed") -> dict[str, float]:
-    """AUROC, FPR95 and AUPR of one OOD set against the ID images, in a convention of ``CONVENTIONS``."""
+def _detect(s_id: np.ndarray, s_ood: np.ndarray, convention: str = "seed",
+            metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
+    """AUROC, FPR95 and AUPR (or only ``metrics``) of one OOD set against the ID images, in a convention of
+    ``CONVENTIONS``."""
     c = CONVENTIONS[convention]
     x = np.r_[s_id, s_ood]
     is_id = np.r_[np.ones(s_id.size), np.zeros(s_ood.size)]
     score, y = (x, is_id) if c["positive"] == "in" else (-x, 1 - is_id)
     fpr = S.fpr_at_tpr_closest if c["fpr95"] == "TPR closest to 95%" else S.fpr_at_tpr
-    return {"auroc": S.auroc(x, is_id), "fpr95": fpr(score, y), "aupr": S.aupr(score, y)}
+    compute = {"auroc": lambda: S.auroc(x, is_id), "fpr95": lambda: fpr(score, y), "aupr": lambda: S.aupr(score, y)}
+    return {m: compute[m]() for m in metrics}
 
 
 def _mean_auroc(s: np.ndarray, sid: np.ndarray) -> float:

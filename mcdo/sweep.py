@@ -315,7 +315,8 @@ def aggregate(out: Path, cells: list[Cell] | None = None, settings: Settings | N
         c, g = r["cell"], r["gate"]
         ci = r.get("gate_ci") or (gate_cis(r["traces"], seed=r.get("seed", 0)) if r.get("traces") else {})
         lines.append(f"| {c['model']} | {c['p']:g} | {c['T']} | {c['mode']} | {_data_name(r)} | {r['trials']} | "
-                     f"{r['n_images']} | {_with_ci(g['snr'], ci.get('snr'), 2)} | {_with_ci(g['icc'], ci.get('icc'), 3)} | "
+                     f"{r['n_images']} | {_with_ci(g['snr'], ci.get('snr'), 2)} | "
+                     f"{_with_ci(g['icc'], ci.get('icc'), 3)} | "
                      f"{_with_ci(g['spearman_median'], ci.get('spearman_median'), 3)} | "
                      f"{'pass' if g['passed'] else 'fail'} | {t_needed(g['snr'], c['T'], r['trials']):.0f} |")
     finished = {r["id"] for r in res}
