@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,21 +46,43 @@ def _claims(args: argparse.Namespace) -> int:
               "(`mcdo claims --list` shows each claim's tiers)", file=sys.stderr)
         return 2
     ctx = engine.Context(seed=args.seed, progress=not args.quiet, recorded_own_T=args.recorded_own_T)
-    records, t0 = [], time.perf_counter()
+    out = Path(args.out)
+    run_id, key = datetime.datetime.now().isoformat(sep=" ", timespec="milliseconds"), claims_run_key(args)
+    from . import journal as claims_journal
+
+    journal = claims_journal.Journal(out / "claims.jsonl", key, resume=args.resume)
+    old, old_figures = report.read(out)
+    weights = claims_journal.work(pairs, old)
+    records, t0, failed = [], time.perf_counter(), []
     from tqdm.auto import tqdm
 
-    failed = []
-    for claim_id, tier in tqdm(pairs, desc="claims", unit="claim", disable=args.quiet, file=sys.stderr):
-        try:
-            records.extend(engine.evaluate(claim_id, tier, ctx))
-        except Exception as e:  # a bug in one evaluator must not lose the others' records
-            import traceback
+    bar = tqdm(total=sum(weights.values()), desc="claims", unit="work", disable=args.quiet, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}] {postfix}")
+    cost = {}  # where the run's time and memory went, per pair (claims.json's runs)
+    for claim_id, tier in pairs:
+        bar.set_postfix_str(f"{claim_id}/{tier}")
+        got = journal.done.get((claim_id, tier))
+        before = claims_journal.usage()
+        if got is None:
+            try:
+                got = engine.evaluate(claim_id, tier, ctx)
+            except Exception as e:  # a bug in one evaluator must not lose the others' records
+                import traceback
 
-            traceback.print_exc()
-            failed.append(f"{claim_id}/{tier}")
-            records.append(Record(claim_id, tier, "-", "skipped", reason=f"evaluator error: {type(e).__name__}: {e}"))
+                traceback.print_exc()
+                failed.append(f"{claim_id}/{tier}")
+                got = [Record(claim_id, tier, "-", "skipped", reason=f"evaluator error: {type(e).__name__}: {e}")]
+            for r in got:
+                r.run = run_id
+            journal.append(got)
+        for r in got:  # each verdict as it is decided
+            if r.verdict != "skipped" and not args.quiet:
+                bar.write(verdict_line(r))
+        records.extend(got)
+        cost[f"{claim_id}/{tier}"] = claims_journal.usage_since(before)
+        bar.update(weights[(claim_id, tier)])
+    bar.close()
     wall = time.perf_counter() - t0
-    out = Path(args.out)
     figures, notes = [], []
     if not args.no_figures:
         from .figures import make_figures
@@ -66,26 +90,47 @@ def _claims(args: argparse.Namespace) -> int:
         figures, notes = make_figures(records, ctx, out)
     partial = len(pairs) < len(catalog.pairs())
     written = records
+    runs = {run_id: dict(commit=env.git_commit(), wall_s=round(wall, 1), key=key,
+                         command=" ".join(["mcdo", *sys.argv[1:]]) if sys.argv[1:2] == ["claims"]
+                         else "mcdo claims (called from Python)",
+                         resumed=len(journal.done), usage=cost)}
     if partial and not args.replace:  # a partial run updates its part of the existing report
-        old, old_figures = report.read(out)
         written = report.merge(old, records)
         fresh = {path for _, path in figures}
         figures += [f for f in old_figures if f[1] not in fresh and (out / f[1]).is_file()]
-    paths = report.write(written, out, figures, wall, notes)
+        runs = {**report.runs(out), **runs}
+    paths = report.write(written, out, figures, wall, notes, runs)
     cov = report.coverage(records)
     print("coverage: " + ", ".join(f"{t} {a}/{b}" for t, (a, b) in cov.items() if t in tiers))
-    for r in records:
-        if r.verdict != "skipped":
-            print(f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report._fmt(r.measured):>8s}"
-                  + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
+    if args.quiet:
+        for r in records:
+            if r.verdict != "skipped":
+                print(verdict_line(r))
     for n in notes:
         print(f"  figure: {n}")
     merged = f"; merged into the existing report, {len(written)} records in all" if written is not records else ""
-    print(f"wrote {paths['md']} and {paths['json']} ({len(records)} records{merged}, {wall:.0f} s)")
+    reused = f"; {sum(len(v) for v in journal.done.values())} records resumed from claims.jsonl" if journal.done else ""
+    print(f"wrote {paths['md']} and {paths['json']} ({len(records)} records{merged}{reused}, {wall:.0f} s)")
     if failed:
         print(f"evaluator errors (tracebacks above): {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def verdict_line(r) -> str:
+    from . import report
+
+    return (f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report._fmt(r.measured):>8s}"
+            + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
+
+
+def claims_run_key(args: argparse.Namespace) -> dict:
+    """What makes two runs' records interchangeable for ``--resume``: the commit (with its dirty flag) and every
+    setting that changes a record."""
+    from . import env
+
+    return dict(commit=env.git_commit(), seed=args.seed, recorded_own_T=args.recorded_own_T,
+                **{v: os.environ.get(v, "") for v in ("MCDO_RECORDED_DIR", "MCDO_DATA_ROOT", "MCDO_DEVICE")})
 
 
 def _temperature(value: str) -> float | str:
@@ -199,6 +244,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--replace", action="store_true",
                    help="with --tier/--id: write only this run's records (default: merge them into the existing "
                         "report, replacing the same claims and tiers)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the records that claims.jsonl already holds for the same commit and settings (a "
+                        "killed run's journal) and evaluate only the rest (default: start afresh)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
     o = sub.add_parser("ood", help="MCM OOD benchmark for one model: ImageNet-1k val in, the MOS sets out",
@@ -300,8 +348,8 @@ def say_defaults(parser: argparse.ArgumentParser) -> None:
 
 def check_common(args: argparse.Namespace) -> str | None:
     """One line naming the option, for the mistakes every command shares, before any heavy import: an ``--out``
-    that is a file or cannot be written, an integer option below what it can take, and a folder option whose
-    path does not exist."""
+    that is a file or cannot be written, an integer option below what it can take, a folder option whose path
+    does not exist, and a model name the registry does not hold."""
     for name, least in _AT_LEAST.items():
         value = getattr(args, name, None)
         if isinstance(value, int) and value < least:
@@ -312,6 +360,16 @@ def check_common(args: argparse.Namespace) -> str | None:
             if isinstance(value, str) and ("/" in value or value.startswith(("~", "."))) \
                     and not Path(value).expanduser().exists():
                 return f"--{name.replace('_', '-')} {value}: no such folder"
+    for name in ("model", "models"):
+        values = getattr(args, name, None)
+        values = values.split(",") if isinstance(values, str) and name == "models" else values
+        for value in (values if isinstance(values, list) else [values]):
+            if isinstance(value, str) and value.strip():
+                from .model_specs import unknown_model
+
+                problem = unknown_model(value.strip())
+                if problem:
+                    return f"--{name} {value}: {problem}"
     out = getattr(args, "out", None)
     if out and args.command != "doctor":
         from .env import SettingError, ensure_writable

@@ -135,6 +135,22 @@ MUTANTS = [
     ("fast path tiles reuse the first tile's mask keys", "mcdo/fastpath.py",
      "self.ctl.row_keys = None if keys is None else keys[j * b:(j + k) * b]",
      "self.ctl.row_keys = None if keys is None else keys[:k * b]", "tests/test_fastpath_timm.py tests/test_masks.py"),
+    ("BayesVLM online update: a label counted once, not update_scale times", "mcdo/bayes/online.py",
+     "return Factors(cfg.update_scale * A, cfg.update_scale * B, 1)", "return Factors(A, B, 1)",
+     "tests/test_bayes_online.py"),
+    ("BayesVLM k-NN pool: Euclidean, the variances dropped", "mcdo/bayes/online.py",
+     "return sq + var1.sum(-1)[:, None] + var2.sum(-1)[None, :] - 2 * var1.sqrt() @ var2.sqrt().T", "return sq",
+     "tests/test_bayes_online.py"),
+    ("BayesVLM online SGD step: plain cosine, the posterior's variance left out", "mcdo/bayes/online.py",
+     "mean, _ = cosine_moments(e, var, cls, torch.zeros_like(cls))\n    F.cross_entropy",
+     "mean, _ = cosine_moments(e, 0 * var, cls, torch.zeros_like(cls))\n    F.cross_entropy",
+     "tests/test_bayes_online.py"),
+    ("BayesVLM fine-tuning keeps the last epoch", "mcdo/bayes/online.py", "if loss <= best_loss:", "if True:",
+     "tests/test_bayes_online.py"),
+    ("published EPIG: pool and target share their logit noise", "mcdo/bayes/online.py",
+     "z = torch.randn((k, *mean.shape), dtype=mean.dtype, generator=gen)",
+     "z = torch.randn((k, 1, mean.shape[1]), dtype=mean.dtype, generator=torch.Generator().manual_seed(0))",
+     "tests/test_bayes_online.py"),
 ]
 
 

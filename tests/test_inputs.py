@@ -196,11 +196,15 @@ def test_a_strip_image_is_cropped_before_it_is_resized():
     (["bayes", "--hessian-data", "./nope"], "--hessian-data"),
     (["probe", "--data", "/nonexistent"], "--data"),
     (["ood", "--model", "tiny-clip", "--data-root", "~/no/such/root"], "--data-root"),
-    (["sweep", "--data", "world,/nonexistent"], "--data")])
+    (["sweep", "--data", "world,/nonexistent"], "--data"),
+    (["ood", "--model", "clip-vit-b-61"], "--model"),
+    (["bayes", "--model", "proxy-softmx"], "--model"),
+    (["probe", "--models", "proxy-softmax,sigclip", "--data", "world-size"], "--models"),
+    (["sweep", "--models", "proxy-sigmoid,nope"], "--models")])
 def test_a_missing_folder_is_answered_before_any_heavy_import(argv, named, capsys):
     """Issue 23: `mcdo bayes --eval-data /nonexistent` failed after 50 s of imports and loading. A folder option
-    naming a path that does not exist is one line, exit 2, from the argument check alone (in a fresh interpreter
-    torch is not even imported)."""
+    naming a path that does not exist, or a model name the registry does not hold, is one line, exit 2, from the
+    argument check alone (in a fresh interpreter torch is not even imported)."""
     import subprocess
     import sys
 
@@ -208,6 +212,16 @@ def test_a_missing_folder_is_answered_before_any_heavy_import(argv, named, capsy
     assert capsys.readouterr().err.startswith(f"mcdo {argv[0]}: {named} ")
     code = f"import sys; from mcdo import cli; rc = cli.main({argv!r}); assert 'torch' not in sys.modules; sys.exit(rc)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 2
+
+
+def test_an_unknown_model_name_suggests_the_closest_and_lists_the_registry(capsys):
+    assert cli.main(["bayes", "--model", "proxy-softmx"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean proxy-softmax" in err and "registered: clip-vit-b-32," in err
+    from mcdo.model_specs import unknown_model
+
+    for fine in ("clip", "siglip2_b16", "timm:vit_tiny_patch16_224", "ViT-B-16:openai", str(Path(__file__))):
+        assert unknown_model(fine) is None, fine
 
 
 def test_every_option_says_its_default_in_help():

@@ -1,4 +1,5 @@
-"""Active learning on BayesVLM's uncertainty: BALD and EPIG against random selection, with online Laplace updates.
+"""Active learning on BayesVLM's uncertainty, mcdo's own batch procedure (the acquisition functions BALD and EPIG
+are shared with ``mcdo.bayes.online``, which runs the authors' procedure, what BVL-06 is judged on).
 
 The image projection's Laplace posterior (from the Hessian data) is the prior of a downstream classifier whose
 classes are the class prompts' embeddings (held at their means). Each round acquires ``per_round`` labels from a
@@ -35,20 +36,36 @@ def bald(samples: torch.Tensor) -> torch.Tensor:
     return _entropy(samples.mean(0)) - _entropy(samples).mean(0)
 
 
-def epig(pool: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def epig(pool: torch.Tensor, target: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """Expected predictive information gain of each pool input about the labels of ``target`` inputs, from
-    probabilities ``[S, N, C]`` and ``[S, M, C]`` drawn with the same weight samples."""
-    s = pool.shape[0]
-    joint = torch.einsum("snc,smd->nmcd", pool, target) / s  # p(y, y* | x, x*)
-    indep = pool.mean(0)[:, None, :, None] * target.mean(0)[None, :, None, :]
-    mi = (joint * (joint.clamp_min(1e-12).log() - indep.clamp_min(1e-12).log())).sum((-1, -2))
-    return mi.mean(1)
+    probabilities ``[S, N, C]`` and ``[S, M, C]`` drawn with the same weight samples.
+
+    ``I(y; y*) = sum p(y, y*) log p(y, y*) + H[p(y)] + H[p(y*)]`` with the joint ``(1/S) sum_s p_s(y) p_s(y*)`` (its
+    marginals are the mean probabilities exactly), one ``[N C, m C*]`` product per chunk of ``chunk`` targets."""
+    s, n, c = pool.shape
+    m, d = target.shape[1:]
+    h_pool, h_targ = _entropy(pool.mean(0)), _entropy(target.mean(0))  # [N], [M]
+    left = pool.permute(1, 2, 0).reshape(n * c, s) / s
+    total = torch.zeros(n, dtype=pool.dtype)
+    for start in range(0, m, chunk):
+        right = target[:, start:start + chunk].reshape(s, -1)  # [S, m d]
+        joint = left @ right  # [N c, m d]
+        total += torch.xlogy(joint, joint).reshape(n, -1).sum(1)
+    return (total + m * h_pool + h_targ.sum()) / m
 
 
-def class_probs(weights: torch.Tensor, feats: ProjectionFeatures, classes: torch.Tensor, scale: float) -> torch.Tensor:
-    """Softmax over classes of ``scale * cos(W a + r, class)`` for weights ``[S, D, P]``: ``[S, N, C]``."""
-    e = torch.einsum("sdp,np->snd", weights, feats.activations.double()) + feats.residual.double()
-    return torch.softmax(scale * F.normalize(e, dim=-1) @ F.normalize(classes.double(), dim=-1).T, dim=-1)
+def class_probs(weights: torch.Tensor, feats: ProjectionFeatures, classes: torch.Tensor, scale: float,
+                chunk: int = 128) -> torch.Tensor:
+    """Softmax over classes of ``scale * cos(W a + r, class)`` for weights ``[S, D, P]``: ``[S, N, C]`` (``chunk``
+    inputs at a time, so no ``[S, N, D]`` embedding tensor is ever whole)."""
+    cls = F.normalize(classes.double(), dim=-1).T
+    w = weights.double()
+    a, r = feats.activations.double(), feats.residual.double()
+    out = torch.empty(w.shape[0], a.shape[0], cls.shape[1], dtype=torch.float64)
+    for start in range(0, a.shape[0], chunk):
+        e = torch.einsum("sdp,np->snd", w, a[start:start + chunk]) + r[start:start + chunk]
+        out[:, start:start + chunk] = torch.softmax(scale * F.normalize(e, dim=-1) @ cls, dim=-1)
+    return out
 
 
 def classification_factors(feats: ProjectionFeatures, weight: torch.Tensor, classes: torch.Tensor,

@@ -44,10 +44,17 @@ class Record:
     departures: dict[str, Any] = field(default_factory=dict)
     # ``model`` is the registry name (or the user's own); ``variant`` says which run of it (a recorded folder, ...)
     variant: str = ""
+    # the ``mcdo claims`` run that made it (its start time; claims.json's ``runs`` says what each run was)
+    run: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
+        """A record read back from a report or journal (fields it does not know are an error)."""
+        return cls(**{**d, "ci": tuple(d["ci"]) if d.get("ci") is not None else None})
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -131,6 +131,14 @@ SOURCE: dict[str, dict] = {
                    class_batch=32768, bins=[20], model="clip-vit-b-32-laion2b", data="Food-101 test",
                    hessian="LAION-400M, 327,680 pairs (the published factors)"),
     "BVL-05": dict(posterior="bayesvlm", multiplier=10.0, prompt="An image of a {}", class_batch=32768),
+    # BayesVLM's scripts/activelearning.py (defaults) and its call of bayesvlm/epig.py's select_epig_online
+    "BVL-06": dict(posterior="bayesvlm", multiplier=10.0, pool="targeted k-NN (diagonal Wasserstein, k = 1)",
+                   estimator="published", a_update="published", text_posterior="carried",
+                   bald="independent logit draws", lr=1e-4, update_scale=10.0, samples=100, lambda_steps=20,
+                   lambda_lr=1e-3, k_nearest=1, budget=50, target_max=20_000, finetune_lr=1e-5, finetune_wd=5e-2,
+                   finetune_epochs=100, finetune_batch=30, model="clip-vit-b-32-laion2b",
+                   data="a data set's train split as the pool, its test split as the targets and the test set "
+                        "(their script's default: homeoffice-da-clipart)"),
 }
 
 # declared departures: (claim, tier) or tier -> field -> why the configuration run differs from the source's
@@ -171,6 +179,14 @@ DEPARTURES: dict[str | tuple[str, str], dict[str, str]] = {
         "posterior": "mcdo's exact-prior Laplace, run beside the authors' posterior as a named option",
         "multiplier": "mcdo's exact-prior Laplace counts each Hessian pair once (N = n)",
         "hessian": "the proxies' own training world (20000 pairs) in place of LAION-400M"},
+    ("BVL-06", "proxy"): {
+        "data": "the world's background (4 classes, a weak zero-shot task): a pool of 1000, 500 targets = the test "
+                "set, 200 for the fine-tuning's early stopping"},
+    ("BVL-06", "gpu"): {
+        "data": "Food-101's test split (what mcdo reads): half as the targets and test set, the rest as the pool, "
+                "10% of the images held out for the fine-tuning's early stopping",
+        "budget": "a stand-in's small data set takes smaller budgets (a quarter of its images at most)",
+        "model": "SigLIP B-16 beside the authors' CLIP B-32 (or a stand-in in the tests)"},
     ("BVL-05", "proxy"): {
         "prompt": "the world's zero-shot classes are shape colours: 'a photo of a {} shape'",
         "class_batch": "the proxies' training batch (256), as BayesVLM uses its model's pretraining-like batches",

@@ -45,11 +45,13 @@ def computed_benches(ctx: Context) -> list[tuple[str, oodbench.OODResult]]:
 
 
 def per_model(claim_id: str, models: tuple[str, ...], one) -> list[Record]:
-    """One record per model; a model whose prerequisites are missing skips its own record only."""
+    """The records of each model (``one`` gives a record or a list); a model whose prerequisites are missing skips
+    its own record only."""
     out = []
     for model in models:
         try:
-            out.append(one(model))
+            got = one(model)
+            out.extend(got if isinstance(got, list) else [got])
         except MissingResource as e:
             out.append(Record(claim_id, "gpu", model, SKIPPED, reason=str(e), details={"missing": e.what}))
         except Ready as e:  # mcdo doctor's dry run: this model's record would run

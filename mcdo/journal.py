@@ -1,0 +1,71 @@
+"""``claims.jsonl`` as the journal of a ``mcdo claims`` run: every record is appended as it is decided, so a killed
+run loses nothing; ``--resume`` reuses the records a journal holds for the same commit and settings (a pair whose
+evaluator failed is evaluated again). At the end of a run the report rewrites the file whole (``report.write``)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .verify.records import Record
+
+# how much work a (claim, tier) is, in seconds, when no earlier report says: the proxy tier trains and samples
+# the proxies, every other tier reads files or runs a small simulation
+TIER_WORK = {"math": 3.0, "arch": 3.0, "recorded": 5.0, "proxy": 60.0, "gpu": 2.0}
+
+
+class Journal:
+    def __init__(self, path: Path, key: dict, resume: bool = False) -> None:
+        self.path, self.key = Path(path), key
+        self.done: dict[tuple[str, str], list[Record]] = {}
+        lines: dict[tuple[str, str], list[str]] = {}
+        if resume and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    d = json.loads(line)
+                except ValueError:  # the line a kill cut short
+                    continue
+                if not isinstance(d, dict) or d.pop("resume_key", None) != key:
+                    continue
+                r = Record.from_dict(d)
+                self.done.setdefault((r.id, r.tier), []).append(r)
+                lines.setdefault((r.id, r.tier), []).append(line)
+            for pair in [p for p, rs in self.done.items() if any(r.reason.startswith("evaluator error") for r in rs)]:
+                del self.done[pair], lines[pair]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(line + "\n" for ls in lines.values() for line in ls), encoding="utf-8")
+
+    def append(self, records: list[Record]) -> None:
+        """Add one pair's records to the journal, on disk before the next pair starts."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps({**r.as_dict(), "resume_key": self.key}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def work(pairs: list[tuple[str, str]], earlier: list[Record]) -> dict[tuple[str, str], float]:
+    """Each pair's share of the progress bar: its seconds in the earlier report when there is one, else its tier's
+    typical work (so the bar does not race through the cheap tiers and stall on the proxies)."""
+    took: dict[tuple[str, str], float] = {}
+    for r in earlier:
+        took[(r.id, r.tier)] = took.get((r.id, r.tier), 0.0) + r.elapsed_s
+    return {p: max(took.get(p, 0.0), 0.5) if p in took else TIER_WORK.get(p[1], 5.0) for p in pairs}
+
+
+def usage() -> tuple[float, ...]:
+    """This process's (wall, user, system seconds, minor page faults, peak resident MB) so far."""
+    import resource
+    import sys
+    import time
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    rss = u.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+    return time.perf_counter(), u.ru_utime, u.ru_stime, float(u.ru_minflt), rss
+
+
+def usage_since(before: tuple[float, ...]) -> dict[str, float]:
+    """What one step cost: wall, user and system seconds, minor faults, and the peak resident set after it."""
+    now = usage()
+    return dict(wall_s=round(now[0] - before[0], 2), user_s=round(now[1] - before[1], 2),
+                sys_s=round(now[2] - before[2], 2), minor_faults=int(now[3] - before[3]), peak_rss_mb=round(now[4]))

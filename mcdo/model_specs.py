@@ -1,0 +1,107 @@
+"""The model registry as data: name -> spec. Small factories hold each family's defaults.
+
+``arch_name`` is the open_clip architecture that matches the pretrained weights (the openai CLIP weights run
+QuickGELU, hence the ``-quickgelu`` names); ``tiny-*`` entries are real code paths at toy size so every test runs on
+a CPU in seconds. This module imports neither torch nor open_clip, so a command can answer a wrong model name at
+once (``mcdo.cli``); ``mcdo.models.registry`` registers the toy architectures with open_clip.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # clip | siglip | siglip2 | proxy
+    loss: str  # softmax | sigmoid
+    arch_name: str  # open_clip architecture
+    pretrained: str | None  # open_clip pretrained tag
+    image_size: int
+    embed_dim: int
+    hf_id: str | None = None  # transformers checkpoint (fallback backend)
+    hf_config: dict = field(default_factory=dict)  # enough to build the HF model with random weights
+    tiny: bool = False
+
+
+def _clip(name, arch, size, dim, hf_id=None, pretrained="openai") -> ModelSpec:
+    return ModelSpec(name, "clip", "softmax", arch, pretrained, size, dim, hf_id)
+
+
+def _siglip(name, arch, size, dim, family="siglip", pretrained="webli", hf_id=None, hf_config=None) -> ModelSpec:
+    return ModelSpec(name, family, "sigmoid", arch, pretrained, size, dim, hf_id, hf_config or {})
+
+
+def _siglip_b16_hf(size: int) -> dict:
+    return dict(vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                            image_size=size, patch_size=16),
+                text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                          vocab_size=256000, max_position_embeddings=64))
+
+
+# Toy open_clip architectures (mcdo.models.registry registers them with open_clip; no files, no download).
+TINY_CONFIGS = {
+    "mcdo-tiny-clip": {"embed_dim": 32, "quick_gelu": True,
+                       "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+                       "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}},
+    "mcdo-tiny-sigmoid": {"embed_dim": 64, "init_logit_bias": -10, "custom_text": True,
+                         "vision_cfg": {"image_size": 32, "timm_model_name": "test_vit", "timm_model_pretrained": False,
+                                        "timm_pool": "map", "timm_proj": "none"},
+                         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                                      "layers": 2, "no_causal_mask": True, "pool_type": "last", "proj_bias": True}},
+}
+
+# the same toy for the transformers backend (a tokenizer for it is trained offline: mcdo.testing)
+TINY_SIGLIP_HF = dict(vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=32, patch_size=8),
+                      text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                vocab_size=512, max_position_embeddings=64))
+
+REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
+    _clip("clip-vit-b-32", "ViT-B-32-quickgelu", 224, 512, "openai/clip-vit-base-patch32"),
+    # BayesVLM's CLIP B/32 (LAION-2B weights, open_clip's tag)
+    _clip("clip-vit-b-32-laion2b", "ViT-B-32", 224, 512, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+          pretrained="laion2b_s34b_b79k"),
+    _clip("clip-vit-b-16", "ViT-B-16-quickgelu", 224, 512, "openai/clip-vit-base-patch16"),
+    _clip("clip-vit-l-14-336", "ViT-L-14-336-quickgelu", 336, 768, "openai/clip-vit-large-patch14-336"),
+    _siglip("siglip-vit-b-16", "ViT-B-16-SigLIP", 224, 768, hf_id="google/siglip-base-patch16-224",
+            hf_config=_siglip_b16_hf(224)),
+    _siglip("siglip-so400m-14-384", "ViT-SO400M-14-SigLIP-384", 384, 1152, hf_id="google/siglip-so400m-patch14-384"),
+    _siglip("siglip2-vit-b-16", "ViT-B-16-SigLIP2", 224, 768, family="siglip2",
+            hf_id="google/siglip2-base-patch16-224", hf_config=_siglip_b16_hf(224)),
+    _siglip("siglip2-so400m-14-378", "ViT-SO400M-14-SigLIP2-378", 378, 1152, family="siglip2",
+            hf_id="google/siglip2-so400m-patch14-384"),
+    _siglip("siglip2-so400m-16-384", "ViT-SO400M-16-SigLIP2-384", 384, 1152, family="siglip2",
+            hf_id="google/siglip2-so400m-patch16-384"),
+    ModelSpec("tiny-clip", "clip", "softmax", "mcdo-tiny-clip", None, 32, 32, tiny=True),
+    # the matched pair trained here (mcdo.models.proxy); same architecture, only the loss differs
+    ModelSpec("proxy-softmax", "proxy", "softmax", "mcdo-proxy", None, 32, 64),
+    ModelSpec("proxy-sigmoid", "proxy", "sigmoid", "mcdo-proxy", None, 32, 64),
+    ModelSpec("tiny-siglip", "siglip", "sigmoid", "mcdo-tiny-sigmoid", None, 32, 64, tiny=True,
+              hf_config=TINY_SIGLIP_HF),
+)}
+
+ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-B-32": "clip-vit-b-32",
+           "ViT-B-16-SigLIP2": "siglip2-vit-b-16",
+           # the OOD seed's --model_type values
+           "clip": "clip-vit-b-16", "siglip": "siglip-vit-b-16", "siglip2": "siglip2-vit-b-16"}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model (aliases: recorded names and open_clip names)."""
+    key = ALIASES.get(name, name)
+    if key not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}")
+    return REGISTRY[key]
+
+
+def unknown_model(name: str) -> str | None:
+    """Why ``name`` names no model, or None: a registered name or alias, a prefixed spec (``timm:NAME``) or an
+    existing path are models; anything else is answered with the registry and the closest names."""
+    if name in REGISTRY or name in ALIASES or ":" in name or Path(name).expanduser().exists():
+        return None
+    close = difflib.get_close_matches(name, [*REGISTRY, *ALIASES], n=3, cutoff=0.5)
+    return (f"unknown model {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + f"; registered: {', '.join(REGISTRY)}")
