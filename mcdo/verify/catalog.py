@@ -268,8 +268,11 @@ FINDINGS: dict[tuple[str, str], str] = {
     ("BVL-05", "proxy"): "with the Hessian from another world, the same: the authors' posterior changes ECE20 by at "
                          "most 0.011 (every interval containing 0, or above it); mcdo's Laplace lowers it by ~0.2 only "
                          "under colour jitter and raises it on the unshifted world (+0.34 to +0.38)",
-    ("BVL-06", "proxy"): "BALD and EPIG on the Laplace's uncertainty do not beat random selection on the proxies' "
-                         "background task: every area between curves has a CI straddling 0",
+    ("BVL-06", "proxy"): "in the authors' procedure (targeted k-NN pool, online selection at N = 10 n, AdamW "
+                         "fine-tuning) EPIG beats random selection on the softmax proxy, with either estimator, and "
+                         "random selection within the targeted pool too; BALD does not decide, and on the sigmoid "
+                         "proxy nothing beats random. The chosen inputs' EPIG is 1e-8 nats (the published estimator's "
+                         "1e-5 is its own bias): the N = 10 n posterior barely varies the predictions",
     ("ICL-01", "proxy"): "the proxies have no outlier features at all (max/median mean |activation| ~2, no dimension "
                          "above 10x the median) and activation kurtosis ~3 (Gaussian), zero-shot and fine-tuned alike: "
                          "a 64-dimensional model trained on 20000 pairs is below the scale where the paper finds them",
