@@ -1,0 +1,61 @@
+"""mcdo claims as a run that loses nothing: the claims.jsonl journal, --resume, and a merged report that lists the
+runs it holds (issue 23)."""
+import json
+
+import pytest
+
+from mcdo import cli
+
+
+def test_a_killed_claims_run_keeps_its_records_and_resume_reuses_them(tmp_path, monkeypatch):
+    """Issue 23: each record is in claims.jsonl as soon as it is decided; --resume evaluates only what the journal
+    lacks for the same commit and settings, and a run with other settings starts afresh."""
+    from mcdo.verify import engine
+
+    real, calls = engine.evaluate, []
+
+    def killed_at_the_second(claim_id, tier, ctx):
+        calls.append(claim_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(claim_id, tier, ctx)
+
+    argv = ["claims", "--tier", "math", "--id", "OOD-01", "--id", "OOD-02", "--out", str(tmp_path), "--quiet",
+            "--no-figures"]
+    monkeypatch.setattr(engine, "evaluate", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    lines = [json.loads(x) for x in (tmp_path / "claims.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in lines] == ["OOD-01"] and lines[0]["resume_key"]["seed"] == 0
+    assert not (tmp_path / "claims.json").exists()  # the report itself is only written whole
+
+    def counting(claim_id, tier, ctx):
+        calls.append(claim_id)
+        return real(claim_id, tier, ctx)
+
+    calls.clear()
+    monkeypatch.setattr(engine, "evaluate", counting)
+    assert cli.main(argv + ["--resume"]) == 0
+    assert calls == ["OOD-02"]
+    recs = json.loads((tmp_path / "claims.json").read_text())["records"]
+    assert [r["id"] for r in recs] == ["OOD-01", "OOD-02"] and recs[0]["run"] != recs[1]["run"]
+    calls.clear()
+    assert cli.main(argv + ["--resume", "--seed", "1"]) == 0  # other settings: nothing to reuse
+    assert calls == ["OOD-01", "OOD-02"]
+
+
+def test_a_merged_report_lists_the_runs_it_holds(tmp_path):
+    """Issue 23: a partial run merged into a report says so and lists each run (commit, wall time, records),
+    instead of stamping its own time and commit over records it did not make."""
+    base = ["claims", "--tier", "math", "--out", str(tmp_path), "--quiet", "--no-figures"]
+    assert cli.main(base + ["--id", "OOD-01", "--id", "OOD-02"]) == 0
+    md = (tmp_path / "claims.md").read_text()
+    assert "Merged report" not in md and "wall time" in md
+    assert cli.main(base + ["--id", "OOD-02"]) == 0
+    payload = json.loads((tmp_path / "claims.json").read_text())
+    assert len(payload["runs"]) == 2 and sorted(r["records"] for r in payload["runs"].values()) == [1, 1]
+    md = (tmp_path / "claims.md").read_text()
+    assert "**Merged report**: 2 records from 2 runs" in md
+    assert md.count("mcdo claims") >= 2 and md.count(" records") >= 2
+    assert cli.main(base + ["--id", "OOD-01", "--id", "OOD-02"]) == 0  # both replaced: one run again
+    assert len(json.loads((tmp_path / "claims.json").read_text())["runs"]) == 1
