@@ -17,6 +17,39 @@ def pytest_addoption(parser):
     parser.addoption("--strict-tier", action="append", default=[], metavar="TIER",
                      help="a claim of this tier that skips (no GPU, weights or data) fails the run instead; "
                           "repeatable; MCDO_STRICT=1 means --strict-tier gpu (for nightly GPU runners)")
+    parser.addoption("--model", action="append", default=[], metavar="SPEC", dest="user_models",
+                     help="also run the model-parametrised gpu claims on this model (repeatable; MCDO_MODELS "
+                          "takes a comma-separated list): a registry name, ARCH:TAG or ARCH:/path/ckpt.pt "
+                          "(open_clip), hf-hub:ORG/NAME, ORG/NAME or a folder (transformers)")
+
+
+def user_models(config) -> list[str]:
+    """The user's models: --model, then MCDO_MODELS (comma-separated), each once; a name no form matches is a
+    usage error at collection, with the forms and the registry."""
+    from mcdo.model_specs import unknown_model
+
+    names = [*config.getoption("user_models"), *os.environ.get("MCDO_MODELS", "").split(",")]
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    bad = [unknown_model(n) for n in names if unknown_model(n)]
+    if bad:
+        raise pytest.UsageError("--model / MCDO_MODELS: " + "; ".join(bad))
+    return names
+
+
+def pytest_generate_tests(metafunc):
+    """claims/test_user_models.py: one case per (model-parametrised claim, tier, user's model), none without
+    --model / MCDO_MODELS (its test is then deselected, not skipped)."""
+    if "user_model" in metafunc.fixturenames:
+        from _harness import user_params
+
+        metafunc.parametrize("claim_id,tier,user_model", user_params(user_models(metafunc.config)))
+
+
+def pytest_collection_modifyitems(config, items):
+    empty = [i for i in items if i.originalname == "test_claim_on_user_model" and "NOTSET" in i.name]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
 
 
 def strict_tiers(config) -> set[str]:

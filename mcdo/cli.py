@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from .data.folders import MOS_SETS
 from .io import WriteFailed
 from .verify import catalog
 
@@ -133,87 +132,10 @@ def claims_run_key(args: argparse.Namespace) -> dict:
                 **{v: os.environ.get(v, "") for v in ("MCDO_RECORDED_DIR", "MCDO_DATA_ROOT", "MCDO_DEVICE")})
 
 
-def _temperature(value: str) -> float | str:
-    """--temperature: 'model' or a finite number > 0."""
-    if value == "model":
-        return value
-    try:
-        t = float(value)
-    except ValueError:
-        raise ValueError(f"--temperature must be a number > 0 or 'model', got {value!r}") from None
-    if not (t > 0 and t != float("inf")):
-        raise ValueError(f"--temperature must be a finite number > 0 (MCM uses 1), got {value}")
-    return t
+def _models(args: argparse.Namespace) -> int:
+    from .model_specs import registry_table
 
-
-def _ood(args: argparse.Namespace) -> int:
-    from . import env, oodbench
-    from .errors import MissingResource
-    from .models import get_spec, load
-    from .ood import OOD_SCORES
-    from .io import config_stem, jsonable, tool_config, write_text_atomic
-
-    sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
-    if args.use_sigmoid:  # the seed's flag: sigmoid MCM
-        if args.score not in ("all", "sigmoid"):
-            print(f"mcdo ood: --use_sigmoid asks for sigmoid MCM, but --score {args.score} was given", file=sys.stderr)
-            return 2
-        args.score = "sigmoid"
-    scores = OOD_SCORES if args.score == "all" else (args.score,)
-    try:
-        device = env.check_device(args.device, "--device") if args.device else env.device()
-        env.cache_dir()
-        temperature = _temperature(args.temperature)
-        for name, value, least in (("--bs", args.bs, 1), ("--workers", 0 if args.workers is None else args.workers, 0),
-                                   ("--n-boot", args.n_boot, 0)):
-            if value < least:
-                raise ValueError(f"{name} must be >= {least}, got {value}")
-    except ValueError as e:
-        print(f"mcdo ood: {e}", file=sys.stderr)
-        return 2
-    precision = args.precision or ("amp" if device.startswith("cuda") else "fp32")
-    try:
-        spec = get_spec(args.model)
-        if args.score == "sigmoid" and spec.loss == "softmax":
-            raise SystemExit(f"{spec.name} has no logit_bias (a softmax-trained model): sigmoid MCM needs one; "
-                             "use --score softmax, energy, max_logit or all")
-        data = oodbench.find_data(sets, args.data_root)  # before the model loads: a missing set fails at once
-        if args.random_weights:
-            import torch
-
-            torch.manual_seed(args.seed)
-        enc = load(spec.name, pretrained=not args.random_weights, backend=args.backend, device=device,
-                   progress=not args.quiet)
-        workers = env.default_workers() if args.workers is None else args.workers
-        res = oodbench.run(enc, sets, scores, batch_size=args.bs, device=device, workers=workers,
-                           precision=precision, temperature=temperature, progress=not args.quiet, data=data,
-                           convention=args.convention)
-    except (MissingResource, KeyError, ValueError) as e:
-        print(f"mcdo ood: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
-        return 2
-    cis = res.intervals(n_boot=args.n_boot, seed=args.seed) if args.n_boot > 0 else None
-    text = oodbench.format_table(res, cis, args.n_boot)
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = config_stem(f"{enc.spec.name}-{res.convention}" + ("-random" if args.random_weights else ""),
-                       tool_config(args))
-    prov = env.provenance(device, precision)
-    rows = [dict(model=enc.spec.name, pretrained=not args.random_weights, backend=enc.backend, score=sc, ood_set=name,
-                 convention=res.convention, **metrics,
-                 **{f"{m}_ci": v for m, v in ((cis or {}).get(sc, {}).get(name, {})).items()},
-                 n_boot=args.n_boot,
-                 id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
-                 temperature=res.temperature, commit=env.git_commit(), config=res.config,
-                 provenance=prov)
-            for sc, per in res.table().items() for name, metrics in per.items()]
-    write_text_atomic(out / f"{stem}.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
-    write_text_atomic(out / f"{stem}.md", f"# mcdo ood: {stem}\n\n{text}\n")
-    print(f"wrote {out / (stem + '.md')} and {out / (stem + '.jsonl')} ({len(rows)} records)")
-    if args.save_scores:
-        path = out / f"{stem}-scores.csv"
-        write_text_atomic(path, oodbench.scores_csv(res, data))
-        print(f"wrote {path} (one row per image: set, file, in-distribution or not, each score)")
+    print(registry_table())
     return 0
 
 
@@ -249,43 +171,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                         "killed run's journal) and evaluate only the rest (default: start afresh)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
-    o = sub.add_parser("ood", help="MCM OOD benchmark for one model: ImageNet-1k val in, the MOS sets out",
-                       description="Zero-shot accuracy and OOD scores (softmax MCM, sigmoid MCM, energy, max-logit) "
-                                   "with AUROC / FPR95 / AUPR per OOD set. Data under MCDO_DATA_ROOT (or --data-root): "
-                                   "imagenet/val/<synset>/, iNaturalist/images/, SUN/images/, Places/images/, "
-                                   "dtd/images/. Features are cached, so re-scoring takes seconds.")
-    o.add_argument("--model", "--model_type", required=True,
-                   help="a registered model (mcdo claims --list shows the claims; clip / siglip / siglip2 are "
-                        "the seed's names for the B-16 models)")
-    o.add_argument("--ood-dataset", "--ood_dataset", action="append", choices=("all", *MOS_SETS),
-                   help="repeatable; default: all four")
-    o.add_argument("--bs", type=int, default=256, help="batch size for image encoding (default 256)")
-    o.add_argument("--score", choices=("all", "softmax", "sigmoid", "energy", "max_logit"), default="all")
-    o.add_argument("--use_sigmoid", "--use-sigmoid", action="store_true",
-                   help="the seed's flag: sigmoid MCM (same as --score sigmoid)")
-    o.add_argument("--convention", choices=("seed", "mcm", "openood"), default="seed",
-                   help="seed: open_clip's preprocessing, 'a photo of a {}.', ID positive, FPR at >= 95%% TPR "
-                        "(default); mcm: the MCM paper's code ('a photo of a {}', bilinear resize, FPR at the TPR "
-                        "closest to 95%%); openood: OOD positive (FPR95 = ID flagged at 95%% of OOD caught, AUPR-Out)")
-    o.add_argument("--temperature", default="1", help="softmax MCM temperature: a number (MCM: 1) or 'model' "
-                                                       "(1 / the model's logit scale)")
-    o.add_argument("--data-root", help="default: MCDO_DATA_ROOT")
-    o.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
-    o.add_argument("--precision", choices=("fp32", "bf16", "amp"), help="default: amp (bf16) on cuda, fp32 on cpu")
-    o.add_argument("--workers", type=int, default=None,
-                   help="image decoding processes (default: up to 4, no more than the cores available)")
-    o.add_argument("--backend", choices=("open_clip", "hf"))
-    o.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing checks)")
-    o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
-    o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
-    o.add_argument("--n-boot", type=int, default=200,
-                   help="bootstrap resamples for the 95%% CIs printed beside every AUROC and FPR95 (images resampled "
-                        "within each set; 0: no CIs; default: 200)")
-    o.add_argument("--save-scores", action="store_true",
-                   help="also write every image's scores (<report>-scores.csv: set, file, is_id, one column per "
-                        "score), to recompute any metric (OpenOOD's --save-score)")
-    o.add_argument("--quiet", action="store_true")
-    o.set_defaults(func=_ood)
+    from .ood_cli import add_parser as add_ood
+
+    add_ood(sub)
     from .bayes.cli import add_parser as add_bayes
     from .probe.cli import add_parser as add_probe
     from .signatures.cli import add_parser as add_signatures
@@ -295,6 +183,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_probe(sub)
     add_signatures(sub)
     add_sweep(sub)
+    m = sub.add_parser("models", help="the model registry, and the forms --model takes for your own model")
+    m.set_defaults(func=_models)
     d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
                                       "tokenizers, data sets), per model and per claim; loads nothing")
     d.set_defaults(func=_doctor)

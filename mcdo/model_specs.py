@@ -24,6 +24,16 @@ class ModelSpec:
     hf_id: str | None = None  # transformers checkpoint (fallback backend)
     hf_config: dict = field(default_factory=dict)  # enough to build the HF model with random weights
     tiny: bool = False
+    hf_image_size: int | None = None  # the transformers checkpoint's input size, where it differs from open_clip's
+    # where the model comes from: "registry", or for a user's model "open_clip" (ARCH:tag, ARCH:checkpoint,
+    # hf-hub:org/name, an open_clip folder), "hf" (a transformers name or folder), "timm" (timm:name); a user's
+    # spec holds placeholders (family "unknown", sizes 0) until ``mcdo.models.user.infer`` reads the loaded model
+    source: str = "registry"
+
+    @property
+    def inferred(self) -> bool:
+        """Whether family, loss, image size and embedding dim are known (the registry's, or read off the model)."""
+        return self.family != "unknown"
 
 
 def _clip(name, arch, size, dim, hf_id=None, pretrained="openai") -> ModelSpec:
@@ -71,8 +81,11 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in (
     _siglip("siglip-so400m-14-384", "ViT-SO400M-14-SigLIP-384", 384, 1152, hf_id="google/siglip-so400m-patch14-384"),
     _siglip("siglip2-vit-b-16", "ViT-B-16-SigLIP2", 224, 768, family="siglip2",
             hf_id="google/siglip2-base-patch16-224", hf_config=_siglip_b16_hf(224)),
-    _siglip("siglip2-so400m-14-378", "ViT-SO400M-14-SigLIP2-378", 378, 1152, family="siglip2",
-            hf_id="google/siglip2-so400m-patch14-384"),
+    # the transformers release of these weights is named for 384 px: its patch-14 convolution reads a 27 x 27 grid
+    # from a 384-px input (the last 6 px are never read), the same 729 patches as open_clip's 378 px; each backend is
+    # fed its own size (tests/test_registry.py builds both and compares the grids)
+    ModelSpec("siglip2-so400m-14-378", "siglip2", "sigmoid", "ViT-SO400M-14-SigLIP2-378", "webli", 378, 1152,
+              "google/siglip2-so400m-patch14-384", hf_image_size=384),
     _siglip("siglip2-so400m-16-384", "ViT-SO400M-16-SigLIP2-384", 384, 1152, family="siglip2",
             hf_id="google/siglip2-so400m-patch16-384"),
     ModelSpec("tiny-clip", "clip", "softmax", "mcdo-tiny-clip", None, 32, 32, tiny=True),
@@ -89,19 +102,77 @@ ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-
            "clip": "clip-vit-b-16", "siglip": "siglip-vit-b-16", "siglip2": "siglip2-vit-b-16"}
 
 
+USER_FORMS = ("a registry name (mcdo models)", "ARCH:TAG (an open_clip architecture and pretrained tag)",
+              "ARCH:/path/checkpoint.pt (an open_clip architecture and a local checkpoint)",
+              "hf-hub:ORG/NAME (an open_clip model on the Hugging Face hub)", "a folder saved by open_clip or "
+              "transformers", "ORG/NAME (a transformers checkpoint)", "timm:NAME (a timm image model)")
+
+
+def user_spec(text: str) -> ModelSpec | None:
+    """The spec of a model the registry does not hold, or None when ``text`` has none of the forms in
+    ``USER_FORMS``. Nothing is loaded: family, loss and sizes are inferred when the model is (``mcdo.models.user``)."""
+    def spec(source, arch, pretrained=None, hf_id=None):
+        return ModelSpec(text, "unknown", "unknown", arch, pretrained, 0, 0, hf_id, source=source)
+
+    path = Path(text).expanduser()
+    if text.startswith("timm:"):
+        return spec("timm", text[5:]) if text[5:] else None
+    if text.startswith(("hf-hub:", "local-dir:")):
+        return spec("open_clip", text)
+    if path.is_dir():
+        if (path / "open_clip_config.json").is_file():
+            return spec("open_clip", f"local-dir:{path}")
+        return spec("hf", str(path), hf_id=str(path)) if (path / "config.json").is_file() else None
+    if ":" in text:
+        arch, tag = text.split(":", 1)
+        return spec("open_clip", arch, str(Path(tag).expanduser()) if _looks_like_path(tag) else tag) \
+            if arch and tag else None
+    if text.count("/") == 1 and not path.exists() and all(text.split("/")):
+        return spec("hf", text, hf_id=text)
+    return None
+
+
+def _looks_like_path(tag: str) -> bool:
+    return "/" in tag or tag.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model (aliases: recorded names and open_clip names)."""
+    """The spec of a model: a registered one (aliases: recorded names and open_clip names), else a user's model in
+    one of the forms of ``USER_FORMS`` (its family and sizes still to be inferred)."""
     key = ALIASES.get(name, name)
-    if key not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}")
-    return REGISTRY[key]
+    if key in REGISTRY:
+        return REGISTRY[key]
+    user = user_spec(name)
+    if user is None:
+        raise KeyError(unknown_model(name) or f"unknown model {name!r}")
+    return user
 
 
 def unknown_model(name: str) -> str | None:
-    """Why ``name`` names no model, or None: a registered name or alias, a prefixed spec (``timm:NAME``) or an
-    existing path are models; anything else is answered with the registry and the closest names."""
-    if name in REGISTRY or name in ALIASES or ":" in name or Path(name).expanduser().exists():
+    """Why ``name`` names no model, or None: a registered name or alias, or a user's model in one of the forms of
+    ``USER_FORMS``; anything else is answered with the forms, the registry and the closest names."""
+    if name in REGISTRY or name in ALIASES or user_spec(name) is not None:
         return None
+    path = Path(name).expanduser()
+    if path.is_file():
+        return (f"{name!r} is a file: a checkpoint needs its open_clip architecture, as ARCH:{name} "
+                f"(e.g. ViT-B-16:{name})")
+    if path.is_dir():
+        return f"the folder {name!r} holds neither open_clip_config.json (open_clip) nor config.json (transformers)"
     close = difflib.get_close_matches(name, [*REGISTRY, *ALIASES], n=3, cutoff=0.5)
     return (f"unknown model {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
-            + f"; registered: {', '.join(REGISTRY)}")
+            + f"; registered: {', '.join(REGISTRY)}; or give " + "; ".join(USER_FORMS[1:]))
+
+
+def registry_table() -> str:
+    """``mcdo models``: the registry as a markdown table, then the forms a user's own model can take."""
+    rows = ["| name | family | loss | open_clip architecture | tag | image size | embed dim | transformers |",
+            "|" + " --- |" * 8]
+    for s in REGISTRY.values():
+        hf = (s.hf_id or "-") + (f" ({s.hf_image_size} px)" if s.hf_image_size else "")
+        rows.append(f"| {s.name} | {s.family} | {s.loss} | {s.arch_name} | {s.pretrained or '-'} | {s.image_size} | "
+                    f"{s.embed_dim} | {hf} |")
+    aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items())
+    return "\n".join([*rows, "", f"aliases: {aliases}", "", "--model also takes your own model:",
+                      *(f"  {f}" for f in USER_FORMS[1:]),
+                      "family, loss, image size and embedding dim are then read off the loaded model"])

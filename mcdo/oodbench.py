@@ -1,4 +1,5 @@
-"""The MCM benchmark: ImageNet-1k in distribution, the MOS sets out, every score, one encoder.
+"""The MCM benchmark: ImageNet-1k in distribution, the MOS sets out, every score, one encoder (or any labelled folder
+in and any folders out, ``user_data``, with OpenOOD's near / far groups averaged apart).
 
 ``run`` encodes (or loads from the feature cache) the ID and OOD images, builds the zero-shot heads
 (CLIP's 80-template ensemble for accuracy, the MCM paper's single prompt for the OOD scores), and
@@ -13,7 +14,9 @@ import numpy as np
 
 from . import ood
 from . import stats as S
-from .data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
+from pathlib import Path
+
+from .data.folders import MOS_SETS, ImageList, class_folder, images_under, imagenet_val, ood_set
 from .errors import MissingData
 from .features import Features, image_features
 from .models.encoder import Encoder
@@ -76,18 +79,33 @@ class OODResult:
         out = {}
         for sc, per_set in self.ood_scores.items():
             rows = {name: _detect(self.id_scores[sc], s, self.convention) for name, s in per_set.items()}
-            rows["mean"] = {m: float(np.mean([r[m] for r in rows.values()])) for m in METRICS}
+            sets = list(rows)
+            rows["mean"] = {m: float(np.mean([rows[n][m] for n in sets])) for m in METRICS}
+            for group, members in self.groups.items():
+                rows[f"{group} mean"] = {m: float(np.mean([rows[n][m] for n in members])) for m in METRICS}
             out[sc] = rows
         return out
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """OpenOOD's grouping of the OOD sets (near / far), where the user gave one: group -> its sets."""
+        return {g: list(v) for g, v in self.config.get("groups", {}).items() if v}
 
     def pooled(self, score: str) -> tuple[np.ndarray, np.ndarray]:
         """All scores of one kind with a set index per image (0 = ID, k = k-th OOD set), for resampling."""
         parts = [self.id_scores[score], *self.ood_scores[score].values()]
         return np.concatenate(parts), np.concatenate([np.full(p.size, k) for k, p in enumerate(parts)])
 
-    def mean_auroc_ci(self, score: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, tuple[float, float]]:
-        """Mean AUROC over the OOD sets and its percentile-bootstrap CI (images resampled within each set)."""
+    def mean_auroc_ci(self, score: str, n_boot: int = 1000, seed: int = 0,
+                      sets: list[str] | None = None) -> tuple[float, tuple[float, float]]:
+        """Mean AUROC over the OOD sets (or over ``sets``, a group) and its percentile-bootstrap CI (images
+        resampled within each set)."""
         s, sid = self.pooled(score)
+        if sets is not None:  # the ID images and the group's sets, renumbered 1..len(sets)
+            index = {name: k + 1 for k, name in enumerate(self.sets)}
+            keep = [0, *(index[n] for n in sets)]
+            mask = np.isin(sid, keep)
+            s, sid = s[mask], np.searchsorted(np.array(keep), sid[mask])
         return _mean_auroc(s, sid), S.bootstrap_ci(_mean_auroc, s, sid, n_boot=n_boot, seed=seed, strata=sid)
 
     def intervals(self, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
@@ -106,6 +124,8 @@ class OODResult:
 
                     rows[name][m] = S.bootstrap_ci(stat, x, strata, n_boot=n_boot, seed=seed + k, strata=strata)
             rows["mean"] = {"auroc": self.mean_auroc_ci(sc, n_boot=n_boot, seed=seed)[1]}
+            for group, members in self.groups.items():
+                rows[f"{group} mean"] = {"auroc": self.mean_auroc_ci(sc, n_boot=n_boot, seed=seed, sets=members)[1]}
             out[sc] = rows
         return out
 
@@ -149,11 +169,15 @@ def imagenet_accuracy(enc: Encoder, id_feats: Features, template_sets: tuple[str
 
 def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.OOD_SCORES,
                    temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
-                   accuracy_templates: tuple[str, ...] = ("openai", "mcm"), convention: str = "seed") -> OODResult:
-    """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here)."""
-    mcm = classifier(enc, imagenet_classnames(), CONVENTIONS[convention]["templates"], device, progress)
+                   accuracy_templates: tuple[str, ...] = ("openai", "mcm"), convention: str = "seed",
+                   classnames: list[str] | None = None) -> OODResult:
+    """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here). The ID classes
+    are ImageNet-1k's unless ``classnames`` names the in-distribution folder's."""
+    names = classnames or imagenet_classnames()
+    mcm = classifier(enc, names, CONVENTIONS[convention]["templates"], device, progress)
     temp = 1.0 / mcm.scale if temperature == "model" else float(temperature)
-    acc = imagenet_accuracy(enc, id_feats, accuracy_templates, device, progress)
+    acc = {t: float(np.mean(classifier(enc, names, t, device, progress).predict(id_feats.features)
+                            == id_feats.labels)) for t in accuracy_templates}
     failed = {id_feats.name: id_feats.failed, **{n: f.failed for n, f in ood_feats.items()}}
     res = from_cosines(enc.spec.name, mcm.cosines(id_feats.features),
                        {name: mcm.cosines(f.features) for name, f in ood_feats.items()}, mcm.scale, mcm.bias,
@@ -181,13 +205,59 @@ def find_data(ood_sets: tuple[str, ...] = MOS_SETS, data_root=None) -> tuple[Ima
     return imagenet_val(data_root), {name: ood_set(name, data_root) for name in ood_sets}
 
 
+@dataclass(frozen=True)
+class UserData:
+    """A user's benchmark: a labelled in-distribution folder with its class names, OOD folders by name, and
+    OpenOOD's grouping of them (set -> "near" / "far" / "ood")."""
+
+    id_images: ImageList
+    classnames: list[str]
+    ood: dict[str, ImageList]
+    groups: dict[str, list[str]]
+
+
+def user_data(id_data: str | None, ood: list[tuple[str, str, str]], classnames: str | None = None,
+              data_root=None) -> UserData:
+    """Read a user's benchmark: ``id_data`` a folder of class folders (None: ImageNet-1k val), ``ood`` (group, name,
+    folder) triples, ``classnames`` a file with one class name per line in the sorted order of the class folders
+    (default: the folder names, underscores as spaces). Every folder is checked before anything is encoded."""
+    if id_data is None:
+        id_images, names = imagenet_val(data_root), None
+    else:
+        folder = class_folder(id_data)
+        id_images, names = folder.images, folder.classnames
+    if classnames is not None:
+        lines = [ln.strip() for ln in Path(classnames).expanduser().read_text(encoding="utf-8").splitlines()
+                 if ln.strip()]
+        want = len(names) if names is not None else 1000
+        if len(lines) != want:
+            raise MissingData(f"one class name per class in {classnames} ({len(lines)} lines for {want} classes)",
+                              "write one name per line, in the sorted order of the class folders")
+        names = lines
+    sets, groups = {}, {"near": [], "far": [], "ood": []}
+    for group, name, path in ood:
+        if name in sets:
+            raise ValueError(f"two OOD sets are named {name!r}: name them NAME=FOLDER")
+        paths = images_under(Path(path).expanduser())
+        if not paths:
+            raise MissingData(f"images in the OOD folder {path}", "point --ood-data / --near-ood / --far-ood at a "
+                              "folder holding image files (sub-folders are read too)")
+        sets[name] = ImageList(name, Path(path), tuple(paths), np.full(len(paths), -1, dtype=np.int64), "folder")
+        groups[group].append(name)
+    if not sets:
+        raise ValueError("no OOD set: give --ood-data, --near-ood or --far-ood folders (or none, for the MOS sets)")
+    return UserData(id_images, names, sets, {g: v for g, v in groups.items() if v and g != "ood"})
+
+
 def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORES, data_root=None,
         batch_size: int = 256, device: str = "cpu", workers: int = 0, precision: str = "fp32",
         temperature: float | str = 1.0, progress: bool = True,
         accuracy_templates: tuple[str, ...] = ("openai", "mcm"),
-        data: tuple[ImageList, dict[str, ImageList]] | None = None, convention: str = "seed") -> OODResult:
-    """The whole benchmark for one encoder: find the data (or take ``find_data``'s), encode (cached), score, in
-    one of ``CONVENTIONS`` (prompt, resizing, positive class and FPR95 rule)."""
+        data: tuple[ImageList, dict[str, ImageList]] | None = None, convention: str = "seed",
+        classnames: list[str] | None = None, groups: dict[str, list[str]] | None = None) -> OODResult:
+    """The whole benchmark for one encoder: find the data (or take ``find_data``'s, or a ``user_data``'s with its
+    ``classnames`` and ``groups``), encode (cached), score, in one of ``CONVENTIONS`` (prompt, resizing, positive
+    class and FPR95 rule)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
     id_list, ood_lists = data or find_data(ood_sets, data_root)  # every set is checked before any encoding
@@ -200,8 +270,8 @@ def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORE
             raise MissingData(f"a readable image in {f.name} ({f.n_files} files, none could be read)",
                               "replace the set's files with images PIL can open")
     res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates,
-                         convention)
-    res.config.update(batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout, backend=enc.backend,
+                         convention, classnames)
+    res.config.update(groups=groups or {}, id_set=id_list.name, batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout, backend=enc.backend,
                       n_files={n: f.n_files for n, f in [(id_feats.name, id_feats), *ood_feats.items()]})
     return res
 
@@ -226,7 +296,7 @@ def ood_table_markdown(table: dict, cis: dict | None = None) -> str:
     with its bootstrap 95% CI in brackets where ``cis`` (``OODResult.intervals``) has one."""
     scores = list(table)
     sets = list(dict.fromkeys(name for per in table.values() for name in per))
-    sets = [s for s in sets if s != "mean"] + (["mean"] if "mean" in sets else [])
+    sets = [s for s in sets if not s.endswith("mean")] + [s for s in sets if s.endswith("mean")]
     lines = ["| OOD set | " + " | ".join(f"{sc} AUROC | {sc} FPR95" for sc in scores) + " |",
              "|" + " --- |" * (1 + 2 * len(scores))]
     for name in sets:
@@ -243,7 +313,7 @@ def format_table(res: OODResult, cis: dict | None = None, n_boot: int = 0) -> st
     lines = [f"{res.model}: ID top-1 " + ", ".join(f"{100 * a:.2f}% ({t})" for t, a in res.accuracy.items())
              + f" on {res.n_id} images ({res.n_classes_present} classes); scale {res.scale:.3f}, bias "
              + (f"{res.bias:.3f}" if res.bias is not None else "none") + f", softmax temperature {res.temperature:g}",
-             "", f"AUROC and FPR95 in %" + (f" [percentile-bootstrap 95% CI, {n_boot} resamples of the images "
+             "", "AUROC and FPR95 in %" + (f" [percentile-bootstrap 95% CI, {n_boot} resamples of the images "
                                              "within each set]" if cis else "")
              + f"; {convention_note(res.convention)}.", "", ood_table_markdown(res.table(), cis)]
     notes = []

@@ -55,6 +55,20 @@ def random_encoder(name: str, seed: int = 0):
     return load(name, pretrained=False, progress=False)
 
 
+def save_open_clip_checkpoint(arch: str, path: Path | str, seed: int = 0) -> Path:
+    """An open_clip architecture with random weights (drawn after ``torch.manual_seed(seed)``) saved as a local
+    checkpoint file: a researcher's own model as ``ARCH:PATH`` would name it, with no download."""
+    import open_clip
+    import torch
+
+    from .models import registry  # noqa: F401  (registers the toy architectures)
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    torch.save(open_clip.create_model(arch, pretrained=None).state_dict(), path)
+    return path
+
+
 def flatten_imagenet(src: Path | str, dst: Path | str) -> Path:
     """The ImageNet folders of ``make_image_folders(src)`` in the flat + devkit layout under ``dst``: the same
     ``ILSVRC2012_val_%08d.JPEG`` files in one folder, labelled by a devkit (``meta.mat`` with the ILSVRC ids in

@@ -45,10 +45,14 @@ def imagenet_classnames() -> list[str]:
 def model_cache_id(enc: Encoder) -> str:
     """The name under which an encoder's features and text embeddings are cached: its registry name and a hash of
     all its weights (``sampling.weights_fingerprint``, the sampler's own key, memoised per model), so any edit of
-    any weight keys a new cache; two encoders with the same weights share it."""
+    any weight keys a new cache; two encoders with the same weights share it. A user's model spec (a path, a hub
+    name) becomes one path-safe folder name."""
+    import re
+
     from .sampling import weights_fingerprint
 
-    return f"{enc.spec.name}-{weights_fingerprint(enc.model)[:12]}"
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", enc.spec.name).strip("-.") or "model"
+    return f"{name}-{weights_fingerprint(enc.model)[:12]}"
 
 
 def image_transform(enc: Encoder, resize: str = "model"):

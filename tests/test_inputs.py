@@ -220,8 +220,9 @@ def test_an_unknown_model_name_suggests_the_closest_and_lists_the_registry(capsy
     assert "did you mean proxy-softmax" in err and "registered: clip-vit-b-32," in err
     from mcdo.model_specs import unknown_model
 
-    for fine in ("clip", "siglip2_b16", "timm:vit_tiny_patch16_224", "ViT-B-16:openai", str(Path(__file__))):
+    for fine in ("clip", "siglip2_b16", "timm:vit_tiny_patch16_224", "ViT-B-16:openai", f"ViT-B-16:{__file__}"):
         assert unknown_model(fine) is None, fine
+    assert "ARCH:" in unknown_model(__file__)  # a bare file: a checkpoint needs its architecture (issue 23.1)
 
 
 def test_every_option_says_its_default_in_help():

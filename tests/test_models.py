@@ -59,3 +59,45 @@ def test_unknown_model_and_backend_are_clear_errors(monkeypatch):
     assert resolve_backend(get_spec("clip-vit-b-32"), None) == "open_clip"  # only SigLIP2 follows the variable
     with pytest.raises(ValueError, match="SigLIP/SigLIP2 only"):
         resolve_backend(get_spec("clip-vit-b-32"), "hf")
+
+
+def _built(spec):
+    """The registry entry's open_clip architecture on the meta device (no memory, no compute): its input size,
+    image and text embedding dims read from what open_clip builds, and whether it has a logit bias."""
+    import open_clip
+
+    with torch.device("meta"):
+        m = open_clip.create_model(spec.arch_name, pretrained=None, device="meta")
+    size = getattr(m.visual, "image_size", None) or m.visual.trunk.patch_embed.img_size
+    size = size if isinstance(size, int) else size[0]
+    image = m.encode_image(torch.zeros(1, 3, size, size, device="meta")).shape[-1]
+    text = m.encode_text(torch.zeros(1, m.context_length, dtype=torch.long, device="meta")).shape[-1]
+    return size, image, text, getattr(m, "logit_bias", None) is not None
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.family != "proxy"])
+def test_registry_data_agree_with_the_built_architecture(name):
+    """Issue 23.1: image size, embedding dim and loss (a logit bias iff sigmoid) as open_clip builds each entry,
+    and for the entries with a transformers fallback config, as transformers builds it."""
+    spec = REGISTRY[name]
+    size, image, text, bias = _built(spec)
+    assert (size, image, text) == (spec.image_size, spec.embed_dim, spec.embed_dim)
+    assert bias == (spec.loss == "sigmoid")
+    if spec.hf_config:
+        from transformers import SiglipConfig, SiglipModel
+
+        cfg = SiglipConfig(vision_config=spec.hf_config["vision"], text_config=spec.hf_config["text"])
+        with torch.device("meta"):
+            hf = SiglipModel(cfg)
+        assert cfg.vision_config.image_size == (spec.hf_image_size or spec.image_size)
+        assert hf.vision_model.post_layernorm.normalized_shape[0] == spec.embed_dim
+
+
+def test_the_so400m_378_transformers_checkpoint_reads_the_same_patch_grid():
+    """siglip2-so400m-14-378's transformers release is named (and configured) for 384 px: its patch-14 convolution
+    reads the same 27 x 27 grid as open_clip's 378 px, so each backend is fed its own size."""
+    spec = REGISTRY["siglip2-so400m-14-378"]
+    assert spec.hf_id.endswith("patch14-384") and spec.hf_image_size == 384 and spec.image_size == 378
+    conv = torch.nn.Conv2d(3, 1, 14, 14, device="meta")
+    grid = {s: conv(torch.zeros(1, 3, s, s, device="meta")).shape[-2:] for s in (spec.image_size, spec.hf_image_size)}
+    assert grid[378] == grid[384] == (27, 27)

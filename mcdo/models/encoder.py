@@ -74,12 +74,14 @@ class Encoder:
         return self._logit_bias()
 
 
-def _open_clip(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
+def open_clip_encoder(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
     import open_clip
 
     try:
+        hub = spec.arch_name.startswith(("hf-hub:", "local-dir:"))  # weights come with the name: load them or not
         model, _, preprocess = open_clip.create_model_and_transforms(
-            spec.arch_name, pretrained=spec.pretrained if pretrained else None, device=device)
+            spec.arch_name, pretrained=spec.pretrained if pretrained else None, device=device,
+            **({"load_weights": pretrained} if hub else {}))
     except Exception as e:  # open_clip raises several types for a missing file / offline hub
         if not pretrained:
             raise
@@ -107,12 +109,12 @@ def _missing(spec: ModelSpec, backend: str, error: Exception) -> MissingWeights:
                           where_hint())
 
 
-def _tensor(out) -> torch.Tensor:
+def hf_features(out) -> torch.Tensor:
     """Features from a transformers call: a tensor (4.x) or an output object whose pooler_output holds them (5.x)."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-class _HFVision(nn.Module):
+class HFVision(nn.Module):
     """The pooled image embedding of a transformers SigLIP model, as one module."""
 
     def __init__(self, model: nn.Module):
@@ -120,7 +122,7 @@ class _HFVision(nn.Module):
         self.inner = model.vision_model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _tensor(self.inner(pixel_values=x))
+        return hf_features(self.inner(pixel_values=x))
 
 
 def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
@@ -139,7 +141,11 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
         cfg = SiglipConfig(vision_config=spec.hf_config["vision"], text_config=spec.hf_config["text"])
         model = SiglipModel(cfg)
     model.eval().to(device)
-    tower = _HFVision(model)
+    if spec.hf_image_size:  # this checkpoint reads another input size than open_clip's (the registry says why)
+        import dataclasses
+
+        spec = dataclasses.replace(spec, image_size=spec.hf_image_size)
+    tower = HFVision(model)
     tokenizer, error = None, "random weights: no tokenizer files"
     if pretrained:
         from transformers import AutoTokenizer
@@ -149,15 +155,15 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
         except Exception as e:  # not cached, or sentencepiece missing: said when the tokenizer is used
             error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     return Encoder(spec, "hf", model, tower, None, tokenizer, tower,
-                   lambda t: _tensor(model.get_text_features(input_ids=t)),
+                   lambda t: hf_features(model.get_text_features(input_ids=t)),
                    lambda: float(model.logit_scale.detach().exp()), lambda: float(model.logit_bias.detach()),
                    error if tokenizer is None else "")
 
 
-def hf_tokenizer(tok) -> Callable:
-    """A transformers SigLIP tokenizer as the encoder's tokenizer: texts -> input ids, padded to 64 tokens (how
-    SigLIP was trained; its text features need the same padding)."""
-    return lambda texts: tok(list(texts), padding="max_length", max_length=64, truncation=True,
+def hf_tokenizer(tok, length: int = 64) -> Callable:
+    """A transformers tokenizer as the encoder's tokenizer: texts -> input ids, padded to ``length`` tokens (64 for
+    SigLIP, how it was trained: its text features need the same padding; a CLIP's context length for CLIP)."""
+    return lambda texts: tok(list(texts), padding="max_length", max_length=length, truncation=True,
                              return_tensors="pt")["input_ids"]
 
 
@@ -173,7 +179,7 @@ def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
                    (lambda: float(model.logit_bias.detach())) if model.logit_bias is not None else (lambda: None))
 
 
-_LOADERS = {"open_clip": _open_clip, "hf": _hf}
+_LOADERS = {"open_clip": open_clip_encoder, "hf": _hf}
 
 
 def weights_present(name: str, backend: str | None = None) -> bool:
@@ -184,6 +190,10 @@ def weights_present(name: str, backend: str | None = None) -> bool:
     spec = get_spec(name)
     if spec.family == "proxy":
         return True
+    if spec.source != "registry":
+        from .files import user_files
+
+        return os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1" or all(n.present for n in user_files(spec))
     if spec.tiny:
         return False
     needed = [n for n in needed_files(spec, resolve_backend(spec, backend)) if n.what == "weights"]
@@ -199,6 +209,10 @@ def describe_weights(name: str, backend: str | None = None) -> str:
     spec = get_spec(name)
     if spec.family == "proxy":
         return f"{spec.name} (trained here)"
+    if spec.source != "registry":
+        from .files import user_files
+
+        return f"{spec.name} through {spec.source}: " + "; ".join(n.describe() for n in user_files(spec))
     be = resolve_backend(spec, backend)
     files = [n.describe() for n in needed_files(spec, be) if n.what == "weights"]
     return f"{spec.name} through {be}: " + ("; ".join(files) or "no pretrained weights (a toy architecture)")
@@ -206,6 +220,8 @@ def describe_weights(name: str, backend: str | None = None) -> str:
 
 def resolve_backend(spec: ModelSpec, backend: str | None) -> str:
     """open_clip unless asked otherwise; ``MCDO_SIGLIP2_BACKEND`` decides for SigLIP2."""
+    if spec.source != "registry":
+        return spec.source  # a user's model: its form decides (open_clip, hf or timm)
     if backend is None and spec.family == "siglip2":
         backend = os.environ.get("MCDO_SIGLIP2_BACKEND") or "open_clip"
     backend = backend or "open_clip"
@@ -218,11 +234,18 @@ def resolve_backend(spec: ModelSpec, backend: str | None) -> str:
 
 def load(name: str, pretrained: bool = True, backend: str | None = None, device: str = "cpu", seed: int = 0,
          progress: bool = True) -> Encoder:
-    """The one front door: a registered model through its backend, pretrained or random-weight.
+    """The one front door: a registered model through its backend, pretrained or random-weight, or a user's own
+    model in any form of ``mcdo.model_specs.USER_FORMS`` (its family and sizes read off it, ``models.user``).
 
     Proxy models (``proxy-softmax``, ``proxy-sigmoid``) are trained here on first use, per ``seed``.
     """
     spec = get_spec(name)
+    if spec.source != "registry":
+        from ..env import offline
+        from .user import load_user
+
+        with offline():
+            return load_user(spec, pretrained, device)
     if spec.family == "proxy":
         return _proxy(spec, seed, progress)
     if spec.tiny and pretrained:

@@ -120,9 +120,34 @@ def _hf_files(spec: ModelSpec) -> list[Needed]:
             _tokenizer(spec.hf_id)]
 
 
+def user_files(spec: ModelSpec) -> list[Needed]:
+    """The files a user's model (``model_specs.user_spec``) needs: a checkpoint file, an open_clip folder or hub
+    repo, a transformers folder or hub repo, a timm hub repo; an open_clip pretrained tag is looked up as the
+    registry's are."""
+    arch, tag = spec.arch_name, spec.pretrained
+    if spec.source == "timm":
+        repo = f"timm/{arch}"
+        return [Needed("weights", repo, HF_WEIGHTS, hub_file(repo, HF_WEIGHTS) if hub_file(repo, ("config.json",))
+                       else None)]
+    if spec.source == "hf":
+        return _hf_files(spec)[:1]
+    if arch.startswith("local-dir:"):
+        folder = arch[len("local-dir:"):]
+        return [Needed("weights", folder, OPEN_CLIP_WEIGHTS, hub_file(folder, OPEN_CLIP_WEIGHTS))]
+    if arch.startswith("hf-hub:"):
+        repo = arch[len("hf-hub:"):]
+        return [Needed("weights", repo, OPEN_CLIP_WEIGHTS, hub_file(repo, OPEN_CLIP_WEIGHTS))]
+    if tag and (Path(tag).is_file() or Path(tag).suffix):
+        return [Needed("weights", os.path.dirname(tag) or ".", (os.path.basename(tag),),
+                       tag if Path(tag).is_file() else None)]
+    return [n for n in _open_clip_files(spec) if n.what == "weights"]
+
+
 def needed_files(spec: ModelSpec, backend: str) -> list[Needed]:
     """The weight and tokenizer files the pretrained ``spec`` needs through ``backend``. Proxies and toys need
     none (proxies are trained here; toys have no weights)."""
     if spec.family == "proxy" or spec.tiny:
         return []
+    if spec.source != "registry":
+        return user_files(spec)
     return _hf_files(spec) if backend == "hf" else _open_clip_files(spec)

@@ -17,8 +17,10 @@ def add_parser(sub) -> None:
                                    "and tests each pair of models. Integer class folder names (ages) make the labels "
                                    "ordinal: accuracy, +-1 accuracy and RMSE of rounded predictions; otherwise "
                                    "accuracy and macro-F1. --data world-size is the embedded ordinal task (proxies).")
-    p.add_argument("--models", default=SEED_MODELS, help=f"comma-separated registered models, the baseline first "
-                                                         f"(default: the seed's {SEED_MODELS})")
+    p.add_argument("--models", default=SEED_MODELS,
+                   help="comma-separated models, the baseline first: registered ones or your own "
+                        "(mcdo models lists the forms: ARCH:TAG, ARCH:/path/ckpt.pt, hf-hub:ORG/NAME, a folder) "
+                        f"(default: the seed's {SEED_MODELS})")
     p.add_argument("--data", required=True, help="a folder DIR/<label>/*.jpg, or 'world-size' (the embedded world's "
                                                  "radius in pixels, for the proxies)")
     p.add_argument("--folds", type=int, default=10)

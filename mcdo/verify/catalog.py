@@ -77,7 +77,7 @@ CLAIMS: tuple[Claim, ...] = (
     _c("MCD-06", "SigLIP2 ViT-B-16: pairwise Spearman between trials", "0.93", "value", "recorded gpu", 0.93,
        model="siglip2-vit-b-16", **_MCD_GPU),
     _c("MCD-07", "reliability gates (Spearman>=0.80, ICC>=0.75, SNR>=2.0): CLIP fails, SigLIP2 passes",
-       "CLIP fail, SigLIP2 pass", "gate", "recorded proxy gpu", **_MCD_GPU),
+       "CLIP fail, SigLIP2 pass", "gate", "recorded proxy gpu", **_MCD_GPU, user_models="gpu"),
     _c("MCD-08", "CLIP: Spearman(uncertainty, zero-shot entropy)", "0.25 (N=2000)", "value", "recorded proxy gpu", 0.25,
        model="clip-vit-b-32", n_images=2000),
     _c("MCD-09", "SigLIP2: Spearman(uncertainty, entropy) ~ 0", "~0", "direction", "proxy gpu", 0.0),
@@ -305,3 +305,9 @@ def pairs(tiers: tuple[str, ...] | None = None, family: str | None = None) -> li
         raise ValueError(f"unknown tier(s) {sorted(bad)}; choose from {', '.join(TIERS)}")
     return [(c.id, t) for c in CLAIMS for t in c.tiers
             if (tiers is None or t in tiers) and (family is None or c.family == family)]
+
+
+def user_model_pairs() -> list[tuple[str, str]]:
+    """The (claim, tier) pairs that also run on a user's model (``pytest claims -m gpu --model SPEC``): claims about
+    a loss family, whose expectation a model of that family inherits (``needs["user_models"]`` names the tier)."""
+    return [(c.id, c.needs["user_models"]) for c in CLAIMS if c.needs.get("user_models")]

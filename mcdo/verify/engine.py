@@ -59,6 +59,9 @@ class Context:
     recorded_own_T: bool = False
     # pytest claims --strict-tier TIER / MCDO_STRICT=1: a claim of these tiers that skips fails the run
     strict_tiers: frozenset = frozenset()
+    # pytest claims -m gpu --model SPEC / MCDO_MODELS: the user's model a model-parametrised claim
+    # (catalog.user_model_pairs) runs on instead of the seed's, judged by the expectation of its loss family
+    user_model: str | None = None
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Compute once per run and share (e.g. the recorded arrays, a trained proxy)."""

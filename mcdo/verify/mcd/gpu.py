@@ -50,6 +50,19 @@ GPU = dict(trials=_RUN["trials"], T=_RUN["T"], p=_RUN["p"], mode=_RUN["mode"], d
            **SOURCE["MCD-reliability-run"], batch_size=8, max_rows=512)
 MODELS = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}
 FAMILY = {"clip_b32": "softmax", "siglip2_b16": "sigmoid"}  # the loss each was trained with (MCD-07's families)
+USER = "user"  # the key of a user's model (Context.user_model), run in the seed's configuration
+
+
+def model_name(ctx: Context, key: str) -> str:
+    """The model a key stands for: the seed's (``MODELS``), or the user's for ``USER``."""
+    return ctx.user_model if key == USER else MODELS[key]
+
+
+def _memo(ctx: Context, key: str) -> str:
+    """The run-memo name of a key's model: the key for the seed's, ``user/<spec>`` for a user's model."""
+    return f"user/{ctx.user_model}" if key == USER else key
+
+
 # claim -> (model, images, prompt set) as the recorded investigation ran it
 SEED_RUNS = {"MCD-08": ("clip_b32", 2, "photo"), "MCD-09": ("siglip2_b16", 1, "photo"),
              "MCD-10": ("siglip2_b16", 1, None), "MCD-18": ("clip_b32", "reliability", "photo")}
@@ -87,13 +100,13 @@ def _load(images: ImageList, transform) -> tuple[torch.Tensor, list[str]]:
 def _model(ctx: Context, key: str):
     """The model (or stand-in) of ``key``, once per run, with the dropout sites that fire on its backend."""
     def make():
-        enc, kw = load_model(ctx, MODELS[key])
+        enc, kw = load_model(ctx, model_name(ctx, key))
         size = enc.spec.image_size
         example = torch.zeros(1, 3, size, size, device=kw["device"])
         sites = firing_sites(enc.vision_tower, GPU["p"], GPU["mode"], example)
         return enc, kw, dict(backend=enc.backend, dropout_sites=sites)
 
-    return ctx.cached(f"mcd-gpu-model/{key}", make)
+    return ctx.cached(f"mcd-gpu-model/{_memo(ctx, key)}", make)
 
 
 def _sample_kw(ctx: Context, enc) -> dict:
@@ -106,8 +119,10 @@ def _sample_kw(ctx: Context, enc) -> dict:
 def reliability(ctx: Context, key: str) -> dict:
     """The reliability run of one model, once per run: trace_pre [K, N], the first trial's samples' effective
     rank and unit features, blurred traces. No text: MCD-03..07 and 11..13 never depend on a tokenizer."""
+    name = model_name(ctx, key)
+
     def make():
-        val, _ = require(ctx, [MODELS[key]], ood_sets=())
+        val, _ = require(ctx, [name], ood_sets=())
         enc, _, backend = _model(ctx, key)
         paths, labels, source = select_images(ctx, val)
         subset = ImageList(val.name, val.root, tuple(paths), labels, val.layout)
@@ -120,13 +135,13 @@ def reliability(ctx: Context, key: str) -> dict:
                     for level, radius in GPU["blur_radius"].items()}
         blurred = degraded_traces(enc.vision_tower, degraded, seed=0, **kw)
         bad = set(failed)
-        config = dict(model=MODELS[key], **{k: v for k, v in GPU.items() if k not in ("n_synsets", "per_synset")},
+        config = dict(model=name, **{k: v for k, v in GPU.items() if k not in ("n_synsets", "per_synset")},
                       images=source, n_images=int(x.shape[0]), unreadable=len(failed), unreadable_files=failed[:20],
-                      score="trace_pre", **backend, **stand_in_config(ctx, MODELS[key]))
+                      score="trace_pre", **backend, **stand_in_config(ctx, name))
         return dict(trials=trials, x=x, labels=np.array([y for p, y in zip(paths, labels) if str(p) not in bad]),
                     erank=scores.effective_rank(run.first), blurred=blurred, config=config, failed=failed)
 
-    return ctx.cached(f"mcd-gpu/{key}", make)
+    return ctx.cached(f"mcd-gpu/{_memo(ctx, key)}", make)
 
 
 def _features(enc, x: torch.Tensor, device: str) -> np.ndarray:
@@ -215,7 +230,18 @@ for _id, _args in FIGURE_CLAIMS.items():
 
 @evaluates("MCD-07", TIER)
 def mcd07(ctx: Context) -> list[Record]:
-    """The reliability gate: CLIP B-32 fails, SigLIP2 B-16 passes."""
+    """The reliability gate: CLIP B-32 fails, SigLIP2 B-16 passes; a user's model (``ctx.user_model``) is run alone
+    in the same configuration and judged by its loss: a sigmoid-loss model should pass, a softmax one fail, any
+    other gets its figures and no verdict."""
+    if ctx.user_model:
+        require(ctx, [ctx.user_model], ood_sets=())
+        m = reliability(ctx, USER)
+        spec = _model(ctx, USER)[0].spec
+        config = dict(m["config"], user_model=True, inferred=dict(family=spec.family, loss=spec.loss,
+                                                                  image_size=spec.image_size,
+                                                                  embed_dim=spec.embed_dim))
+        loss = spec.loss if spec.loss in ("softmax", "sigmoid") else None
+        return [gate_record("MCD-07", TIER, ctx.user_model, m["trials"], loss, ctx, config)]
     require(ctx, list(MODELS.values()), ood_sets=())
     out = []
     for key in MODELS:
