@@ -9,13 +9,12 @@ class, as in MCM; every score is higher for ID images.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from . import ood
 from . import stats as S
-from pathlib import Path
-
 from .data.folders import MOS_SETS, ImageList, class_folder, images_under, imagenet_val, ood_set
 from .errors import MissingData
 from .features import Features, image_features
@@ -271,7 +270,8 @@ def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORE
                               "replace the set's files with images PIL can open")
     res = score_features(enc, id_feats, ood_feats, scores, temperature, device, progress, accuracy_templates,
                          convention, classnames)
-    res.config.update(groups=groups or {}, id_set=id_list.name, batch_size=batch_size, precision=precision, imagenet_layout=id_list.layout, backend=enc.backend,
+    res.config.update(groups=groups or {}, id_set=id_list.name, batch_size=batch_size, precision=precision,
+                      imagenet_layout=id_list.layout, backend=enc.backend,
                       n_files={n: f.n_files for n, f in [(id_feats.name, id_feats), *ood_feats.items()]})
     return res
 

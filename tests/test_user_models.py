@@ -83,6 +83,9 @@ def test_a_user_model_that_cannot_load_says_why(tmp_path):
         load(f"ViT-B-16:{tmp_path / 'absent.pt'}")
     with pytest.raises(KeyError, match="no pretrained tag 'nope'.*openai"):
         load("ViT-B-16:nope")
+    sigmoid = save_open_clip_checkpoint("mcdo-tiny-sigmoid", tmp_path / "sig.pt")  # a SigLIP's file as a CLIP
+    with pytest.raises(ValueError, match="does not load into open_clip's mcdo-tiny-clip.*ARCH:PATH"):
+        load(f"mcdo-tiny-clip:{sigmoid}")
 
 
 def test_mcdo_ood_on_a_local_checkpoint(data_root, tmp_path, capsys):

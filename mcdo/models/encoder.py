@@ -85,6 +85,10 @@ def open_clip_encoder(spec: ModelSpec, pretrained: bool, device: str) -> Encoder
     except Exception as e:  # open_clip raises several types for a missing file / offline hub
         if not pretrained:
             raise
+        if spec.pretrained and os.path.isfile(spec.pretrained):  # the file is there: it does not fit the architecture
+            raise ValueError(f"{spec.name}: the checkpoint {spec.pretrained} does not load into open_clip's "
+                             f"{spec.arch_name} ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}); "
+                             "name the architecture it was trained as (ARCH:PATH)") from e
         raise _missing(spec, "open_clip", e) from e
     tokenizer, error = None, ""
     try:
