@@ -9,6 +9,7 @@ zero-shot classification of real photographs is. Everything is drawn from a seed
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ BACKGROUNDS = ("plain", "striped", "dotted", "gradient")
 TONES = {"dark": 0.12, "grey": 0.45, "light": 0.8}
 IMAGE_SIZE = 32
 COLOUR_JITTER = 0.12  # per-channel s.d. of each image's colour around its named colour
+CHUNK = 1024  # images rendered at once (all 20000 of a proxy's training set at once peaked at 2.6 GB)
 CLASSES = tuple(COLOURS)  # zero-shot classes: the colour of the shape
 
 
@@ -56,11 +58,35 @@ def _shape_masks(kind: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray
     return out
 
 
-def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE, colour_jitter: float = COLOUR_JITTER) -> WorldData:
+def _render(size, shape, radius, centre, bg, base, phase, freq, rgb, contrast, noise, amplitude) -> np.ndarray:
+    """Images [n, 3, size, size] in [0, 1] from their drawn attributes and pixel noise (float64 throughout)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    dx = xx[None] - centre[:, 0, None, None]
+    dy = yy[None] - centre[:, 1, None, None]
+    mask = _shape_masks(shape, dx, dy, radius)
+    phase, freq, sel = phase[:, None, None], freq[:, None, None], bg[:, None, None]
+    pattern = np.select(
+        [sel == 0, sel == 1, sel == 2],
+        [np.zeros_like(dx), 0.18 * np.sign(np.sin(freq * yy[None] + phase)),
+         0.18 * ((np.sin(freq * 1.6 * xx[None] + phase) * np.sin(freq * 1.6 * yy[None])) > 0.5)],
+        default=0.35 * (xx[None] / size - 0.5),
+    )
+    background = np.clip(base[:, None, None] + pattern, 0, 1)
+    img = np.where(mask[:, None], rgb[:, :, None, None], background[:, None])
+    img = background[:, None] + contrast[:, None, None, None] * (img - background[:, None])
+    img = img + noise * amplitude[:, None, None, None]
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE, colour_jitter: float = COLOUR_JITTER,
+             chunk: int = CHUNK) -> WorldData:
     """``n`` images of the world, deterministic in (n, seed); ``colour_jitter`` (default the world's own) is the
-    per-channel s.d. of each shape's colour around its named colour, larger for a shifted world."""
+    per-channel s.d. of each shape's colour around its named colour, larger for a shifted world. Images are
+    rendered ``chunk`` at a time (the same images for any ``chunk``: every draw keeps its place in the stream)."""
     if n < 1:
         raise ValueError(f"need at least one image, got n={n}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     rng = np.random.default_rng(seed)
     colours, positions = list(COLOURS), list(POSITIONS)
     shape = rng.integers(0, len(SHAPES), n)
@@ -73,29 +99,25 @@ def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE, colour_jitter: float
     hi = np.array([SIZES[s][1] for s in SIZES])[size_i]
     radius = rng.uniform(lo, hi)
     centre = np.array([POSITIONS[p] for p in positions])[pos] * size + rng.normal(0, 1.2, (n, 2))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    dx = xx[None] - centre[:, 0, None, None]
-    dy = yy[None] - centre[:, 1, None, None]
-    mask = _shape_masks(shape, dx, dy, radius)
-
-    base = np.array(list(TONES.values()))[tone][:, None, None]
-    phase = rng.uniform(0, 2 * np.pi, n)[:, None, None]
-    freq = rng.uniform(0.6, 1.2, n)[:, None, None]
-    pattern = np.select(
-        [bg[:, None, None] == 0, bg[:, None, None] == 1, bg[:, None, None] == 2],
-        [np.zeros_like(dx), 0.18 * np.sign(np.sin(freq * yy[None] + phase)),
-         0.18 * ((np.sin(freq * 1.6 * xx[None] + phase) * np.sin(freq * 1.6 * yy[None])) > 0.5)],
-        default=0.35 * (xx[None] / size - 0.5),
-    )
-    background = np.clip(base + pattern, 0, 1)
+    base = np.array(list(TONES.values()))[tone]
+    phase = rng.uniform(0, 2 * np.pi, n)
+    freq = rng.uniform(0.6, 1.2, n)
     rgb = np.clip(np.array(list(COLOURS.values()))[colour] + rng.normal(0, colour_jitter, (n, 3)), 0, 1)
-    img = np.where(mask[:, None], rgb[:, :, None, None], background[:, None])
-    contrast = rng.uniform(0.65, 1.0, n)[:, None, None, None]
-    img = background[:, None] + contrast * (img - background[:, None])
-    img = img + rng.normal(0, 1, img.shape) * rng.uniform(0.0, 0.08, n)[:, None, None, None]
-    img = np.clip(img, 0, 1).astype(np.float32)
+    contrast = rng.uniform(0.65, 1.0, n)
+    # next in the stream: every pixel's noise (image by image), then each image's noise amplitude. A copy of the
+    # generator draws the noise chunk by chunk while rendering; this one skips past it to the amplitudes.
+    noise_rng, buf = copy.deepcopy(rng), np.empty((min(chunk, n), 3, size, size))
+    for start in range(0, n, chunk):
+        rng.standard_normal(out=buf[: min(chunk, n - start)])
+    amplitude = rng.uniform(0.0, 0.08, n)
+    img = np.empty((n, 3, size, size), dtype=np.float32)
+    for start in range(0, n, chunk):
+        k = slice(start, min(start + chunk, n))
+        noise = buf[: k.stop - k.start]
+        noise_rng.standard_normal(out=noise)
+        img[k] = _render(size, shape[k], radius[k], centre[k], bg[k], base[k], phase[k], freq[k], rgb[k],
+                         contrast[k], noise, amplitude[k])
 
-    # every caption names the colour (the class); each other attribute is named with probability 1/2
     keep = rng.random((n, 4)) < 0.5
     photo = rng.random(n) < 0.3
     captions = []

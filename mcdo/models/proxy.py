@@ -166,7 +166,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.05) -> lis
 
 def normalise_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """World images in [0, 1] -> the towers' input scale."""
-    return (torch.as_tensor(x, dtype=torch.float32) - 0.5) / 0.25
+    return torch.sub(torch.as_tensor(x, dtype=torch.float32), 0.5).div_(0.25)  # one new array, not two
 
 
 def train(c: ProxyConfig, progress: bool = True) -> DualEncoder:
