@@ -151,6 +151,20 @@ MUTANTS = [
      "z = torch.randn((k, *mean.shape), dtype=mean.dtype, generator=gen)",
      "z = torch.randn((k, 1, mean.shape[1]), dtype=mean.dtype, generator=torch.Generator().manual_seed(0))",
      "tests/test_bayes_online.py"),
+    # issue 23.1-2 and 24.3: a user's model, a user's OOD folders, the chunked world
+    ("a user's open_clip model: loss not read off the logit bias", "mcdo/models/user.py",
+     'loss = "sigmoid" if getattr(enc.model, "logit_bias", None) is not None else "softmax"', 'loss = "softmax"',
+     "tests/test_user_models.py"),
+    ("a near / far group averaged over every OOD set", "mcdo/oodbench.py",
+     'rows[f"{group} mean"] = {m: float(np.mean([rows[n][m] for n in members])) for m in METRICS}',
+     'rows[f"{group} mean"] = {m: float(np.mean([rows[n][m] for n in sets])) for m in METRICS}',
+     "tests/test_user_models.py::test_mcdo_ood_on_own_folders_with_near_and_far_groups"),
+    ("the world's noise amplitudes drawn from the noise's stream", "mcdo/data/world.py",
+     "    amplitude = rng.uniform(0.0, 0.08, n)", "    amplitude = noise_rng.uniform(0.0, 0.08, n)",
+     "tests/test_world.py"),
+    ("the world's chunks reuse the first chunk's attributes", "mcdo/data/world.py",
+     "img[k] = _render(size, shape[k], radius[k],", "img[k] = _render(size, shape[k], radius[:k.stop - k.start],",
+     "tests/test_world.py"),
 ]
 
 
