@@ -53,6 +53,10 @@ class MCDropout:
     # keys of the rows of the batch being run (``mcdo.masks``): masks become a function of (seed, image, pass,
     # site), set by the T-pass core per chunk; None: masks from torch's global generator (audits, loops)
     row_keys: torch.Tensor | None = None
+    # whether a row whose drawn gaps fall short of its end draws more, reading a flag back from the device (None:
+    # off CUDA only). Off, nothing is read back (no host sync), and a shortfall has probability < 1e-20 per row and
+    # site (``mcdo.masks.draws``): both give the same masks unless it happens
+    exact: bool | None = None
     _handles: list = field(default_factory=list)
     _patched: list = field(default_factory=list)
 
@@ -68,7 +72,7 @@ class MCDropout:
         if self.sampler == "dense":
             y = F.dropout(x, self.p, training=True)
         elif self.row_keys is not None:
-            y = apply_drops(x * (1.0 / (1.0 - self.p)), self.row_keys, site_key(name), self.p)
+            y = apply_drops(x * (1.0 / (1.0 - self.p)), self.row_keys, site_key(name), self.p, self.exact)
         else:
             y = x * (1.0 / (1.0 - self.p))
             y.view(-1)[sparse_drop_positions(y.numel(), self.p, y.device)] = 0
@@ -91,7 +95,7 @@ class MCDropout:
             return x
         if self.row_keys is not None:
             before = int((x != 0).sum()) if self.record_rates else 0
-            apply_drops(x, self.row_keys, site_key(name), self.p)
+            apply_drops(x, self.row_keys, site_key(name), self.p, self.exact)
             if self.record_rates:
                 self.seen[name] += before
                 self.dropped[name] += before - int((x != 0).sum())

@@ -21,6 +21,9 @@ from .dropout import MCDropout
 
 _QUICK = 1.702
 TILE_TOKENS = 1600  # CPU: tokens per tile of passes (see ``PreparedRunner.suffix``)
+# torch.compile modes for a fast path's T passes: "off" (eager), "default" (inductor's fused kernels),
+# "reduce-overhead" (and CUDA graphs on a GPU), "max-autotune"; masks are unchanged, values agree to rounding
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 _PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -39,11 +42,14 @@ class PreparedRunner:
     firing sites' 1/(1-p) folded in, dropout on those pre-scaled outputs, and reused output buffers. A subclass says
     which parameters to scale (``_prepare``) and runs ``prefix`` / ``suffix``."""
 
-    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype):
-        self.tower, self.ctl, self.dtype = tower, ctl, dtype
+    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype, compile: str = "off"):
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {compile!r}; choose from {', '.join(COMPILE_MODES)}")
+        self.tower, self.ctl, self.dtype, self.compile = tower, ctl, dtype, compile
         self.faithful = ctl.mode == "faithful"
         self.p = ctl.p
         self._buffers: dict[tuple, torch.Tensor] = {}
+        self._step = self._suffix if compile == "off" else torch.compile(self._suffix, mode=compile, dynamic=False)
 
     def _prepare(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -62,13 +68,13 @@ class PreparedRunner:
         b, tokens = state[0].shape[0], state[0].shape[1]
         per = t if state[0].device.type != "cpu" else max(1, TILE_TOKENS // (tokens * b))
         if per >= t:
-            return self._suffix(state, t)
+            return self._step(state, t)
         keys, out = self.ctl.row_keys, None
         try:
             for j in range(0, t, per):
                 k = min(per, t - j)
                 self.ctl.row_keys = None if keys is None else keys[j * b:(j + k) * b]
-                y = self._suffix(state, k)
+                y = self._step(state, k)
                 if out is None:
                     out = torch.empty(t * b, y.shape[-1], dtype=y.dtype, device=y.device)
                 out[j * b:(j + k) * b] = y
@@ -122,10 +128,10 @@ class PreparedRunner:
 class CLIPViTRunner(PreparedRunner):
     """prefix(images) -> state once per image; suffix(state, t) -> features [t * B, D] with dropout."""
 
-    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32):
+    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32, compile: str = "off"):
         if not supports(tower):
             raise ValueError("CLIPViTRunner needs an open_clip VisionTransformer with CLS pooling")
-        super().__init__(tower, ctl, dtype)
+        super().__init__(tower, ctl, dtype, compile)
         self.blocks = list(tower.transformer.resblocks)
         self.prefix_name = "transformer.resblocks"
         self.quick_gelu = all(isinstance(b.mlp.gelu, QuickGELU) for b in self.blocks)

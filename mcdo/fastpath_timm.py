@@ -99,11 +99,11 @@ def supports_timm(tower: nn.Module) -> bool:
 class TimmViTRunner(PreparedRunner):
     """prefix(images) -> state once per image; suffix(state, t) -> features [t * B, D] with dropout."""
 
-    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32):
+    def __init__(self, tower: nn.Module, ctl: MCDropout, dtype: torch.dtype = torch.float32, compile: str = "off"):
         if not supports_timm(tower):
             raise ValueError("TimmViTRunner needs a timm VisionTransformer (bare or in open_clip's TimmModel) of the "
                              "plain layout; other towers run on the generic runner")
-        super().__init__(tower, ctl, dtype)
+        super().__init__(tower, ctl, dtype, compile)
         self.trunk, self.pre, self.tail = _split(tower)
         self.blocks = list(self.trunk.blocks)
         self.pool = self.trunk.global_pool

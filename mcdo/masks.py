@@ -114,14 +114,15 @@ def zero_dense(flat: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> Non
     flat.view(-1).mul_(keep[:-1])
 
 
-def apply_drops(x: torch.Tensor, keys: torch.Tensor, site: int, p: float) -> torch.Tensor:
-    """Zero ``x``'s dropped positions in place (rows along dim 0, as many as ``keys``) and return it."""
+def apply_drops(x: torch.Tensor, keys: torch.Tensor, site: int, p: float, exact: bool | None = None) -> torch.Tensor:
+    """Zero ``x``'s dropped positions in place (rows along dim 0, as many as ``keys``) and return it. ``exact``
+    (default: off a CUDA device) as in ``drop_positions``; without it nothing is read back to the host."""
     rows = keys.numel()
     if x.shape[0] != rows:
         raise ValueError(f"a dropout site's output has {x.shape[0]} rows along dim 0 but the batch has {rows}: keyed "
                          "masks need batch-first outputs")
     flat = x.view(rows, -1)  # site outputs are contiguous: a view, so the zeros land in x
-    exact = x.device.type != "cuda"
+    exact = x.device.type != "cuda" if exact is None else exact
     r, pos = drop_positions(keys, site, flat.shape[1], p, exact)
     (zero_sparse if exact else zero_dense)(flat, r, pos)
     return x

@@ -28,7 +28,7 @@ from torch import nn
 
 from .io import keep_cache, read_cache, save_npz_atomic
 from .dropout import MCDropout, inject_uniform_linear_dropout, mc_mode
-from .fastpath import CLIPViTRunner, supports
+from .fastpath import COMPILE_MODES, CLIPViTRunner, supports
 from .fastpath_timm import TimmViTRunner, supports_timm
 from .masks import image_keys, row_keys
 
@@ -73,13 +73,16 @@ class _GenericRunner:
             return self.tower(x).float()
 
 
-def make_runner(tower: nn.Module, ctl: MCDropout, dtype: torch.dtype):
+def make_runner(tower: nn.Module, ctl: MCDropout, dtype: torch.dtype, compile: str = "off"):
     """The fastest exact runner for this tower: a fast path for open_clip's CLIP towers and for timm ViTs (SigLIP,
-    SigLIP2), else hooks on the tower's own forward."""
+    SigLIP2), else hooks on the tower's own forward. ``compile`` (``fastpath.COMPILE_MODES``) runs a fast path's
+    passes under ``torch.compile``; the generic runner stays eager (its hooks are the dropout)."""
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {compile!r}; choose from {', '.join(COMPILE_MODES)}")
     if supports(tower):
-        return CLIPViTRunner(tower, ctl, dtype)
+        return CLIPViTRunner(tower, ctl, dtype, compile)
     if supports_timm(tower):
-        return TimmViTRunner(tower, ctl, dtype)
+        return TimmViTRunner(tower, ctl, dtype, compile)
     return _GenericRunner(tower, dtype)
 
 
@@ -270,6 +273,7 @@ def mc_sample(
     progress: bool = True,
     model_name: str = "",
     ctl: MCDropout | None = None,
+    compile: str = "off",
 ) -> MCResult:
     """Run T MC-dropout passes per image through a vision tower and return per-image moments.
 
@@ -278,7 +282,9 @@ def mc_sample(
     1 and 64 on a CPU, from free memory on CUDA); per-image results do not depend on them. ``dtype``: ``float32``, ``bfloat16`` (bf16 weights on the CPU fast path, autocast
     otherwise; statistics always float64) or ``auto`` (bf16 where the device multiplies it natively, see
     ``mcdo.precision``; the choice and why are in the result's config). ``ctl``: reuse already injected sites
-    (else injected here with ``p`` and ``mode`` and removed afterwards).
+    (else injected here with ``p`` and ``mode`` and removed afterwards). ``compile``: run a fast path's passes under
+    ``torch.compile`` in this mode (``fastpath.COMPILE_MODES``; "reduce-overhead" adds CUDA graphs on a GPU): the
+    same masks, values equal to rounding; it pays off on a GPU, where the eager path launches many small kernels.
     """
     _check_args(images, T, p, batch_size, max_rows, tower)
     from .precision import resolve
@@ -290,13 +296,14 @@ def mc_sample(
     own = ctl is None
     ctl = ctl or inject_uniform_linear_dropout(tower, p, mode)
     try:
-        runner = make_runner(tower, ctl, DTYPES[dtype])
+        runner = make_runner(tower, ctl, DTYPES[dtype], compile)
         batch_size, max_rows, chunking = _chunking(tower, runner, ctl, images, T, batch_size, max_rows)
         batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
         total = images.shape[0] * int(T) if isinstance(images, torch.Tensor) else None  # passes, image by image
         base = dict(model=model_name, weights=weights_fingerprint(tower) if cache_dir else "", mode=ctl.mode, p=ctl.p,
                     T=int(T), seed=seed, dtype=dtype, keep_samples=keep_samples,
-                    runner=type(runner).__name__, version=SAMPLER_VERSION)
+                    runner=type(runner).__name__, version=SAMPLER_VERSION,
+                    **({"compile": runner.compile} if getattr(runner, "compile", "off") != "off" else {}))
         cache = Path(cache_dir).expanduser() if cache_dir else None
         if cache:
             from .env import ensure_writable

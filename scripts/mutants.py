@@ -165,6 +165,13 @@ MUTANTS = [
     ("the world's chunks reuse the first chunk's attributes", "mcdo/data/world.py",
      "img[k] = _render(size, shape[k], radius[k],", "img[k] = _render(size, shape[k], radius[:k.stop - k.start],",
      "tests/test_world.py"),
+    # issue 24.4: the fast paths as a GPU runs them
+    ("the no-sync mask path ignored (masks read back on every device)", "mcdo/masks.py",
+     'exact = x.device.type != "cuda" if exact is None else exact', 'exact = x.device.type != "cuda"',
+     "tests/test_gpu_readiness.py"),
+    ("compile silently eager", "mcdo/fastpath.py",
+     'self._step = self._suffix if compile == "off" else torch.compile(self._suffix, mode=compile, dynamic=False)',
+     "self._step = self._suffix", "tests/test_gpu_readiness.py"),
 ]
 
 
