@@ -69,11 +69,17 @@ def batch_repeat(tower, images, T, p=0.01, dtype=torch.float32):
 
 BASELINES = ("naive_fp32", "repeat_fp32", "repeat_bf16")
 IMPLS = (("naive_fp32", (1,)), ("repeat_fp32", (1,)), ("repeat_bf16", (1,)), ("core_fp32", (1,)),
-         ("core_bf16", (1, 2)), ("core_auto", (1,)))
+         ("core_bf16", (1, 2)), ("core_auto", (1,)), ("core_auto_compiled", (1,)))
 CASES = [(m, T, b, impl) for m in MODELS for T in ((64,) if m == "siglip2-vit-b-16" else (1, 16, 64))
          for impl, batches in IMPLS for b in batches
          if not (m == "siglip2-vit-b-16" and impl == "core_bf16")  # SigLIP2 B-16: T = 64; auto is bf16 where native
-         and not (impl.startswith("repeat") and T != 64)]  # the peers at the issue's T
+         and not ((impl.startswith("repeat") or impl.endswith("compiled")) and T != 64)]  # the peers at the issue's T
+
+
+def compile_mode(device: torch.device) -> str:
+    """The compiled core's mode: CUDA graphs on a GPU (the eager path launches many small kernels), inductor's
+    fused kernels elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
 
 
 def _pass_flops(name) -> int:
@@ -96,9 +102,10 @@ def test_tpass_throughput(benchmark, record, auto_note, machine_rates, model, T,
                         "emulate it")
         fn = lambda: batch_repeat(tower, x, T, dtype=torch.bfloat16 if impl == "repeat_bf16" else torch.float32)  # noqa: E731
     else:
-        dtype = {"core_bf16": "bfloat16", "core_fp32": "float32", "core_auto": "auto"}[impl]
+        dtype = {"core_bf16": "bfloat16", "core_fp32": "float32", "core_auto": "auto", "core_auto_compiled": "auto"}[impl]
+        mode = compile_mode(device) if impl.endswith("compiled") else "off"  # compiled in the warm-up round
         fn = lambda: mc_sample(tower, x, T=T, p=0.01, batch_size=batch, max_rows=64, dtype=dtype,  # noqa: E731
-                               progress=False)
+                               progress=False, compile=mode)
     rounds = 3 if model == "tiny-clip" else (1 if impl in BASELINES[:2] and T == 64 else 2)
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
     ips = x.shape[0] / benchmark.stats.stats.mean
@@ -108,6 +115,8 @@ def test_tpass_throughput(benchmark, record, auto_note, machine_rates, model, T,
     benchmark.extra_info.update(images_per_s=ips, passes_per_s=ips * T, device=str(device), dtype=ran, dtype_reason=why,
                                 flops_per_pass=_pass_flops(model), flops_per_s=flops,
                                 matmul_rate=machine_rates[1])
+    if impl.endswith("compiled"):
+        benchmark.extra_info["compile"] = mode
     if impl == "core_auto":
         auto_note[str(device)] = f"{ran} ({why})"
     record((model, T, batch, impl), ips, flops_per_s=flops, dtype=ran, device=machine_rates[0])

@@ -82,20 +82,23 @@ class MCDropout:
             self.seen[name] += int(nonzero.sum())
         return y
 
-    def drop_prescaled(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def drop_prescaled(self, name: str, x: torch.Tensor, key: int | None = None, count: bool = True) -> torch.Tensor:
         """Dropout at ``name`` on an output whose linear layer was already scaled by 1/(1-p).
 
-        The caller decides whether this site drops now (MC mode, ``only``); see ``fastpath``.
+        The caller decides whether this site drops now (MC mode, ``only``); see ``fastpath``. ``key``: the site's
+        ``site_key``, when the caller has it; ``count=False`` leaves ``fired`` alone (under ``torch.compile`` a
+        counter's value would be guarded on, and every call would compile again).
 
         Only the dropped positions are drawn: the gaps between drops of i.i.d. Bernoulli(p)
         trials are i.i.d. Geometric(p), so ~p*n random numbers replace n (exact in distribution).
         """
-        self.fired[name] += 1
+        if count:
+            self.fired[name] += 1
         if self.p == 0.0:
             return x
         if self.row_keys is not None:
             before = int((x != 0).sum()) if self.record_rates else 0
-            apply_drops(x, self.row_keys, site_key(name), self.p, self.exact)
+            apply_drops(x, self.row_keys, site_key(name) if key is None else key, self.p, self.exact)
             if self.record_rates:
                 self.seen[name] += before
                 self.dropped[name] += before - int((x != 0).sum())

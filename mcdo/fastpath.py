@@ -10,7 +10,9 @@ dropout's 1/(1-p) and QuickGELU's 1.702 folded into them; layer norms accumulate
 """
 from __future__ import annotations
 
+import functools
 import weakref
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from open_clip.transformer import QuickGELU
 from torch import nn
 
 from .dropout import MCDropout
+from .masks import site_key
 
 _QUICK = 1.702
 TILE_TOKENS = 1600  # CPU: tokens per tile of passes (see ``PreparedRunner.suffix``)
@@ -37,6 +40,18 @@ def supports(tower: nn.Module) -> bool:
                     for b in tower.transformer.resblocks))
 
 
+_COMPILED: dict[tuple, Callable] = {}
+
+
+def _compiled(runner: type, mode: str) -> Callable:
+    """A runner class's ``_suffix`` under ``torch.compile``, once per process and mode: every runner object shares it
+    (compiling per object would compile again on every ``mc_sample`` call)."""
+    key = (runner, mode)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(runner._suffix, mode=mode, dynamic=False)
+    return _COMPILED[key]
+
+
 class PreparedRunner:
     """What every fast path shares: weights prepared once per (tower, dtype, p, mode) in the compute dtype with the
     firing sites' 1/(1-p) folded in, dropout on those pre-scaled outputs, and reused output buffers. A subclass says
@@ -49,7 +64,8 @@ class PreparedRunner:
         self.faithful = ctl.mode == "faithful"
         self.p = ctl.p
         self._buffers: dict[tuple, torch.Tensor] = {}
-        self._step = self._suffix if compile == "off" else torch.compile(self._suffix, mode=compile, dynamic=False)
+        self._step = self._suffix if compile == "off" else functools.partial(_compiled(type(self), compile), self)
+        self._site_keys = {n: site_key(n) for n in ctl.names}  # hashed once here, not traced (hashlib breaks graphs)
 
     def _prepare(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -101,10 +117,11 @@ class PreparedRunner:
 
     def _drop(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Dropout on a pre-scaled output; where this site does not drop, undo the 1/(1-p) scaling."""
-        ctl = self.ctl
+        ctl, eager = self.ctl, self.compile == "off"  # compiled: no call counts (audits run the eager tower)
         if ctl.active and (ctl.only is None or ctl.only == name):
-            return ctl.drop_prescaled(name, x)
-        ctl.fired[name] += 1
+            return ctl.drop_prescaled(name, x, self._site_keys.get(name), count=eager)
+        if eager:
+            ctl.fired[name] += 1
         return x if ctl.p == 0.0 else x * (1.0 - ctl.p)
 
     def _ln(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +131,7 @@ class PreparedRunner:
     def _lin(self, name: str, x: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
         """x @ W^T + b; with ``buffer``, written into a reused buffer (fresh large tensors cost page faults)."""
         w, b = self.w[f"{name}.weight"], self.w.get(f"{name}.bias")
-        if buffer is None or b is None:
+        if buffer is None or b is None or self.compile != "off":  # compiled: the compiler plans the memory
             return F.linear(x, w, b)
         x2 = x.reshape(-1, x.shape[-1])
         key = (buffer, x2.shape[0], w.shape[0], x.device)

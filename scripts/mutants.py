@@ -170,7 +170,7 @@ MUTANTS = [
      'exact = x.device.type != "cuda" if exact is None else exact', 'exact = x.device.type != "cuda"',
      "tests/test_gpu_readiness.py"),
     ("compile silently eager", "mcdo/fastpath.py",
-     'self._step = self._suffix if compile == "off" else torch.compile(self._suffix, mode=compile, dynamic=False)',
+     'self._step = self._suffix if compile == "off" else functools.partial(_compiled(type(self), compile), self)',
      "self._step = self._suffix", "tests/test_gpu_readiness.py"),
 ]
 
