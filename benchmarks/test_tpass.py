@@ -102,7 +102,8 @@ def test_tpass_throughput(benchmark, record, auto_note, machine_rates, model, T,
                         "emulate it")
         fn = lambda: batch_repeat(tower, x, T, dtype=torch.bfloat16 if impl == "repeat_bf16" else torch.float32)  # noqa: E731
     else:
-        dtype = {"core_bf16": "bfloat16", "core_fp32": "float32", "core_auto": "auto", "core_auto_compiled": "auto"}[impl]
+        dtype = {"core_bf16": "bfloat16", "core_fp32": "float32", "core_auto": "auto",
+                 "core_auto_compiled": "auto"}[impl]
         mode = compile_mode(device) if impl.endswith("compiled") else "off"  # compiled in the warm-up round
         fn = lambda: mc_sample(tower, x, T=T, p=0.01, batch_size=batch, max_rows=64, dtype=dtype,  # noqa: E731
                                progress=False, compile=mode)

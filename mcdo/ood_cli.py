@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
     o.add_argument("--workers", type=int, default=None,
                    help="image decoding processes (default: up to 4, no more than the cores available)")
     o.add_argument("--backend", choices=("open_clip", "hf"))
-    o.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing checks)")
+    o.add_argument("--random-weights", action="store_true",
+                   help="the architecture with random weights (plumbing checks)")
     o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
     o.add_argument("--out", default="reports/ood", help="output folder (default: reports/ood)")
     o.add_argument("--n-boot", type=int, default=200,

@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
                                    "what is finished (--aggregate-only). Data: 'world' (32-px models: proxies, "
                                    "tiny-*) or a labelled image folder.")
     p.add_argument("--models", type=_list(str), default=["proxy-softmax", "proxy-sigmoid"],
-                   help="comma-separated registered models, or your own (mcdo models lists the forms: ARCH:TAG, ARCH:/path/ckpt.pt, hf-hub:ORG/NAME, a folder, timm:NAME)")
+                   help="comma-separated registered models, or your own (mcdo models lists the forms: ARCH:TAG, "
+                        "ARCH:/path/ckpt.pt, hf-hub:ORG/NAME, a folder, timm:NAME) "
+                        "(default: proxy-softmax,proxy-sigmoid)")
     p.add_argument("--p", type=_list(float), default=[0.01], help="dropout rates, comma-separated")
     p.add_argument("--T", type=_list(int), default=[16, 64], help="passes per image, comma-separated")
     p.add_argument("--modes", type=_list(str), default=["as_published"], help="as_published, faithful")

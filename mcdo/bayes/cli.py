@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
                                    "likelihood and compares zero-shot predictions on --eval-data. Data: 'world', "
                                    "'world-other', 'world-test' (embedded, no download), or a folder: class "
                                    "sub-folders (Food-101 as extracted), or images with captions.tsv for pairs.")
-    b.add_argument("--model", default="proxy-softmax", help="a registered model or your own (mcdo models lists the forms: ARCH:TAG, ARCH:/path/ckpt.pt, hf-hub:ORG/NAME, a folder, timm:NAME) (default: proxy-softmax, trained here)")
+    b.add_argument("--model", default="proxy-softmax",
+                   help="a registered model or your own (mcdo models lists the forms: ARCH:TAG, ARCH:/path/ckpt.pt, "
+                        "hf-hub:ORG/NAME, a folder) (default: proxy-softmax, trained here)")
     b.add_argument("--hessian-data", default="world", help="'world', 'world-other' or a folder (default: world)")
     b.add_argument("--eval-data", default="world-test", help="'world-test' or a labelled folder (default: world-test)")
     b.add_argument("--prompt", default=None, help="class prompt with {} (default: 'a photo of a {} shape' for the "

@@ -86,9 +86,9 @@ def open_clip_encoder(spec: ModelSpec, pretrained: bool, device: str) -> Encoder
         if not pretrained:
             raise
         if spec.pretrained and os.path.isfile(spec.pretrained):  # the file is there: it does not fit the architecture
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             raise ValueError(f"{spec.name}: the checkpoint {spec.pretrained} does not load into open_clip's "
-                             f"{spec.arch_name} ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}); "
-                             "name the architecture it was trained as (ARCH:PATH)") from e
+                             f"{spec.arch_name} ({why}); name the architecture it was trained as (ARCH:PATH)") from e
         raise _missing(spec, "open_clip", e) from e
     tokenizer, error = None, ""
     try:
