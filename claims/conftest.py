@@ -37,7 +37,7 @@ def user_models(config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc):
-    """claims/test_user_models.py: one case per (model-parametrised claim, tier, user's model), none without
+    """claims/test_user_model_claims.py: one case per (model-parametrised claim, tier, user's model), none without
     --model / MCDO_MODELS (its test is then deselected, not skipped)."""
     if "user_model" in metafunc.fixturenames:
         from _harness import user_params
