@@ -356,21 +356,27 @@ def _figure(res: list[dict], path: Path) -> None:
     for r in res:
         c = r["cell"]
         groups.setdefault((c["model"], c["p"], c["mode"], _data_name(r)), []).append(r)
+    from .figures import gate_handle, styled
+    from .stats.reliability import GATE_ICC, GATE_SNR
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    style = styled([key[0] for key in groups])  # the report's colour per loss family, a marker per model
     for key, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["cell"]["T"])
         Ts = [r["cell"]["T"] for r in rs]
         label = f"{key[0]} p={key[1]:g} {key[2]}"
-        axes[0].plot(Ts, [r["gate"]["snr"] for r in rs], marker="o", label=label)
-        axes[1].plot(Ts, [r["gate"]["icc"] for r in rs], marker="o", label=label)
-    from .stats.reliability import GATE_ICC, GATE_SNR
-
+        for ax, figure in zip(axes, ("snr", "icc")):
+            values = np.array([r["gate"][figure] for r in rs])
+            cis = [(r.get("gate_ci") or {}).get(figure) for r in rs]  # bootstrap 95% CI over images, per cell
+            err = np.array([[v - ci[0], ci[1] - v] if ci else [np.nan, np.nan] for v, ci in zip(values, cis)]).T
+            ax.errorbar(Ts, values, yerr=np.clip(err, 0, None), capsize=2, label=label, **style[key[0]])
     for ax, name, gate in ((axes[0], "SNR of trace_pre", GATE_SNR), (axes[1], "ICC(1,1)", GATE_ICC)):
         ax.axhline(gate, color="grey", ls=":", lw=1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("T (passes)")
         ax.set_ylabel(name)
-    axes[1].legend(fontsize=6)
+    handles, _ = axes[1].get_legend_handles_labels()
+    axes[1].legend(handles=[*handles, gate_handle()], fontsize=6, title="bars: bootstrap 95% CI", title_fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

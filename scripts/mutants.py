@@ -172,6 +172,10 @@ MUTANTS = [
     ("compile silently eager", "mcdo/fastpath.py",
      'self._step = self._suffix if compile == "off" else functools.partial(_compiled(type(self), compile), self)',
      "self._step = self._suffix", "tests/test_gpu_readiness.py"),
+    # issue 23.6: figures
+    ("sweep figure: matplotlib's colour cycle instead of the family colours", "mcdo/sweep.py",
+     "label=label, **style[key[0]])", "label=label, marker=\"o\")", "tests/test_figures.py"),
+    ("sweep figure without its CI bars", "mcdo/sweep.py", "yerr=np.clip(err, 0, None), ", "", "tests/test_figures.py"),
 ]
 
 

@@ -59,8 +59,9 @@ def learning_curves(curves: dict[str, dict[str, list]], path: Path, title: str =
         for strategy, runs in per.items():
             acc = np.array([r.accuracy for r in runs])
             x = runs[0].labels
-            ax.plot(x, acc.mean(0), "o-", ms=3, label=f"{strategy} ({len(runs)} seeds)")
-            ax.fill_between(x, acc.min(0), acc.max(0), alpha=0.15)
+            line, = ax.plot(x, acc.mean(0), "o-", ms=3, label=f"{strategy}: mean of {len(runs)} seeds")
+            ax.fill_between(x, acc.min(0), acc.max(0), alpha=0.15, color=line.get_color(),
+                            label=f"{strategy}: band from the lowest to the highest seed")
         ax.set_title(model)
         ax.set_xlabel("labels acquired")
         ax.set_ylabel("test accuracy")

@@ -5,6 +5,7 @@ import numpy as np
 from scipy import stats as sst
 
 from ... import stats as S
+from ...data import world
 from ..engine import Context, draws, evaluates
 from ..proxy_measure import SETTINGS, all_measures, measured
 from ..records import NOT_REPRODUCED, REPRODUCED, Record, decide
@@ -142,13 +143,15 @@ def reliability_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
         return None
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    colours = {"softmax": "tab:blue", "sigmoid": "tab:orange"}
+    style = figures.styled([f"proxy-{loss} seed {seed}" for loss, seed in sorted(measures)])
     for (loss, seed), m in sorted(measures.items()):
         ts = sorted(m.trials)
+        kw = style[f"proxy-{loss} seed {seed}"]
         for ax, vals in zip(axes, figures.reliability_curves([m.trials[t] for t in ts])):
-            ax.plot(ts, vals, "o-", color=colours[loss], alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None)
+            ax.plot(ts, vals, alpha=0.8, label=f"{loss} seed {seed}" if ax is axes[0] else None, **kw)
     figures.gate_axes(axes)
-    fig.suptitle("Proxy pair: reliability of trace_pre against T (blue softmax, orange sigmoid); dotted = gate")
+    fig.suptitle("Proxy pair: reliability of trace_pre against T (blue CLIP loss, orange SigLIP loss; "
+                 f"{SETTINGS['trials']} trials x {SETTINGS['n_images']} images)")
     return figures.save(fig, out / "reliability_vs_T_proxy.png", "Reliability against T, proxy pair (3 seeds per loss)")
 
 
@@ -161,12 +164,13 @@ def blur_figure(ctx: Context, out: Path) -> tuple[str, str] | None:
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     for ax, which in zip(axes, ("light", "heavy")):
-        for loss, colour in (("softmax", "tab:blue"), ("sigmoid", "tab:orange")):
+        for loss, colour in figures.FAMILY_COLOURS.items():
             rel = np.concatenate([m.blurred[which] / m.uncertainty - 1 for (l_, _), m in measures.items() if l_ == loss])
             ax.hist(np.clip(rel, -1, 2), bins=60, alpha=0.55, color=colour, density=True,
                     label=f"{loss}: {np.mean(rel > 0):.0%} up, median {np.median(rel):+.0%}")
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_title(f"{which} blur")
+        sigma = SETTINGS["blur_sigmas"][which]
+        ax.set_title(f"{which} blur: Gaussian sigma {sigma:g} px on {world.IMAGE_SIZE}-px images")
         ax.set_xlabel("relative change of trace_pre (blurred / clean - 1)")
         ax.legend(fontsize=7)
     fig.suptitle("Proxy pair: blur-induced change in MC-dropout uncertainty (all seeds pooled)")
