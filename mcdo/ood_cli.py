@@ -67,7 +67,8 @@ def add_parser(sub) -> None:
 def _ood_folder(group: str):
     """--ood-data / --near-ood / --far-ood: [NAME=]DIR -> (group, name, folder), the folder checked at once."""
     def parse(value: str) -> tuple[str, str, str]:
-        name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
+        whole = Path(value).expanduser().is_dir()  # a folder whose own path holds "=" is a folder, not NAME=DIR
+        name, _, path = ("", "", value) if whole or "=" not in value else value.partition("=")
         path = path or value
         if not Path(path).expanduser().is_dir():
             raise argparse.ArgumentTypeError(f"{path}: no such folder")

@@ -83,6 +83,12 @@ def test_a_user_model_that_cannot_load_says_why(tmp_path):
         load(f"ViT-B-16:{tmp_path / 'absent.pt'}")
     with pytest.raises(KeyError, match="no pretrained tag 'nope'.*openai"):
         load("ViT-B-16:nope")
+    bert = tmp_path / "bert"  # a transformers model that is no dual encoder: refused from its config, no weights read
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+                                                  "num_attention_heads": 2, "intermediate_size": 37}))
+    with pytest.raises(ValueError, match="transformers 'bert' model; mcdo reads dual encoders"):
+        load(str(bert))
     sigmoid = save_open_clip_checkpoint("mcdo-tiny-sigmoid", tmp_path / "sig.pt")  # a SigLIP's file as a CLIP
     with pytest.raises(ValueError, match="does not load into open_clip's mcdo-tiny-clip.*ARCH:PATH"):
         load(f"mcdo-tiny-clip:{sigmoid}")
@@ -106,6 +112,12 @@ def test_mcdo_ood_on_own_folders_with_near_and_far_groups(tmp_path, capsys):
     ident = make_probe_folder(tmp_path / "id", per_class=4)
     near1, near2, far = (make_probe_folder(tmp_path / n, ages=(7,), per_class=5, seed=k, broken=False)
                          for k, n in enumerate(("n1", "n2", "f1"), 1))
+    from mcdo.ood_cli import _ood_folder
+
+    odd = tmp_path / "run=3"  # a folder whose name holds "=": taken whole, not split as NAME=DIR
+    odd.mkdir()
+    assert _ood_folder("far")(str(odd)) == ("far", "run=3", str(odd))
+    assert _ood_folder("near")(f"mine={odd}") == ("near", "mine", str(odd))
     names = tmp_path / "names.txt"
     classes = sorted(p.name for p in ident.iterdir() if p.is_dir())
     names.write_text("".join(f"shape {c}\n" for c in classes))

@@ -57,12 +57,12 @@ def _hf_user(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
 
     try:
         config = AutoConfig.from_pretrained(spec.hf_id)
+        if config.model_type not in HF_FAMILIES:  # refused from its config, before any weight is read
+            raise ValueError(f"{spec.name!r} is a transformers {config.model_type!r} model; mcdo reads dual encoders "
+                             f"of the types {', '.join(HF_FAMILIES)}")
         model = AutoModel.from_pretrained(spec.hf_id) if pretrained else AutoModel.from_config(config)
     except OSError as e:  # not cached, or a folder without weights
         raise MissingWeights(f"the transformers checkpoint {spec.hf_id} (config.json and weights)", where_hint()) from e
-    if config.model_type not in HF_FAMILIES:
-        raise ValueError(f"{spec.name!r} is a transformers {config.model_type!r} model; mcdo reads dual encoders "
-                         f"of the types {', '.join(HF_FAMILIES)}")
     model.eval().to(device)
     tower = HFVision(model)
     tokenizer, error = None, "random weights: no tokenizer files"
