@@ -22,7 +22,6 @@ import torch
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
 _M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
 _M2 = -7723592293110705685  # 0x94D049BB133111EB
-_LOW53 = (1 << 53) - 1
 
 
 def _lsr(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -40,7 +39,7 @@ def mix(x: torch.Tensor) -> torch.Tensor:
 
 def uniform(keys: torch.Tensor) -> torch.Tensor:
     """A float64 uniform on (0, 1] per int64 key (53 random bits)."""
-    return (_lsr(mix(keys), 11) & _LOW53).double().add_(1.0).mul_(2.0**-53)
+    return _lsr(mix(keys), 11).double().add_(1.0).mul_(2.0**-53)  # the logical shift leaves 53 bits
 
 
 def image_keys(images: torch.Tensor, seed: int, block: int = 64) -> torch.Tensor:
@@ -67,10 +66,29 @@ def site_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little", signed=True)
 
 
-def draws(n_row: int, p: float) -> int:
-    """Gaps drawn per row at once: mean + 10 s.d. + 32 (on a CPU a shortfall draws more, on CUDA it is the cap)."""
+def draws(n_row: int, p: float, exact: bool = False) -> int:
+    """Gaps drawn per row at once. On CUDA (not ``exact``) the cap: mean + 10 s.d. + 32. With ``exact`` a shortfall
+    draws more (the streams are counter-based, so the drops do not depend on this), and mean + 4 s.d. + 8 falls short
+    for about one row in 30000: fewer numbers drawn and mixed for every row."""
     mean = n_row * p
-    return int(mean + 10.0 * math.sqrt(mean * (1 - p)) + 32)
+    sd = math.sqrt(mean * (1 - p))
+    return int(mean + 4.0 * sd + 8) if exact else int(mean + 10.0 * sd + 32)
+
+
+def _ends(keys: torch.Tensor, site: int, n_row: int, p: float, exact: bool) -> torch.Tensor:
+    """Each row's cumulative gaps (1-based drop positions, increasing), as ``[rows, m]``; with ``exact`` every row's
+    last one lies past ``n_row``."""
+    stream = mix(keys + mix(torch.tensor(int(site), dtype=torch.int64, device=keys.device)))
+    m, log1mp = draws(n_row, p, exact), math.log1p(-p)
+    start, pos = 0, None
+    while True:
+        j = torch.arange(start, start + m, dtype=torch.int64, device=keys.device)
+        gaps = torch.floor(torch.log(uniform(stream[:, None] + j[None, :])) / log1mp).add_(1.0)
+        part = torch.cumsum(gaps.clamp_(max=float(n_row) + 1).long(), dim=1)  # a huge gap only has to pass the end
+        pos = part if pos is None else torch.cat([pos, part + pos[:, -1:]], dim=1)
+        if not exact or bool((pos[:, -1] > n_row).all()):
+            return pos
+        start += m
 
 
 def drop_positions(keys: torch.Tensor, site: int, n_row: int, p: float, exact: bool | None = None
@@ -80,23 +98,24 @@ def drop_positions(keys: torch.Tensor, site: int, n_row: int, p: float, exact: b
     gaps for a row that falls short of its end, reading a flag back from the device; otherwise ``positions`` may
     hold values >= ``n_row``, which the caller ignores."""
     exact = keys.device.type != "cuda" if exact is None else exact
-    stream = mix(keys + mix(torch.tensor(int(site), dtype=torch.int64, device=keys.device)))
-    m, log1mp = draws(n_row, p), math.log1p(-p)
-    start, pos = 0, None
-    while True:
-        j = torch.arange(start, start + m, dtype=torch.int64, device=keys.device)
-        gaps = torch.floor(torch.log(uniform(stream[:, None] + j[None, :])) / log1mp).add_(1.0)
-        part = torch.cumsum(gaps.clamp_(max=float(n_row) + 1).long(), dim=1)  # a huge gap only has to pass the end
-        pos = part if pos is None else torch.cat([pos, part + pos[:, -1:]], dim=1)
-        if not exact or bool((pos[:, -1] > n_row).all()):
-            break
-        start += m
-    pos = pos - 1
+    pos = _ends(keys, site, n_row, p, exact) - 1
     r = torch.arange(keys.numel(), device=keys.device)[:, None].expand_as(pos)
     if not exact:
         return r, pos
     keep = pos < n_row
     return r[keep], pos[keep]
+
+
+def drop_index(keys: torch.Tensor, site: int, n_row: int, p: float) -> torch.Tensor:
+    """The drops of ``drop_positions`` (exact) as flat indices into ``[rows, n_row]``, where a draw past a row's end
+    repeats that row's first drop instead of being filtered out (zeroing twice is zeroing once): two boolean
+    selections fewer, about half the cost of a site's masks on a CPU. Rows without a drop fall back to the filter."""
+    ends = _ends(keys, site, n_row, p, True)
+    idx = ends + (torch.arange(keys.numel(), device=keys.device) * n_row - 1)[:, None]
+    inside = ends <= n_row
+    if bool(inside[:, 0].all()):
+        return torch.where(inside, idx, idx[:, :1]).view(-1)
+    return idx[inside]
 
 
 def zero_sparse(flat: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> None:
@@ -123,6 +142,8 @@ def apply_drops(x: torch.Tensor, keys: torch.Tensor, site: int, p: float, exact:
                          "masks need batch-first outputs")
     flat = x.view(rows, -1)  # site outputs are contiguous: a view, so the zeros land in x
     exact = x.device.type != "cuda" if exact is None else exact
-    r, pos = drop_positions(keys, site, flat.shape[1], p, exact)
-    (zero_sparse if exact else zero_dense)(flat, r, pos)
+    if exact:
+        flat.view(-1).index_fill_(0, drop_index(keys, site, flat.shape[1], p), 0)
+    else:
+        zero_dense(flat, *drop_positions(keys, site, flat.shape[1], p, False))
     return x

@@ -46,7 +46,7 @@ def test_drops_are_bernoulli_per_row():
 def test_extension_and_the_cuda_form_give_the_same_drops(monkeypatch):
     keys = masks.mix(torch.arange(50, dtype=torch.int64))
     r, pos = masks.drop_positions(keys, 3, 500, 0.05)
-    monkeypatch.setattr(masks, "draws", lambda n_row, p: 4)  # many short rounds: the streams are counter-based
+    monkeypatch.setattr(masks, "draws", lambda n_row, p, exact=False: 4)  # many short rounds: counter-based streams
     r2, pos2 = masks.drop_positions(keys, 3, 500, 0.05)
     assert torch.equal(r, r2) and torch.equal(pos, pos2)
     monkeypatch.undo()
@@ -55,6 +55,24 @@ def test_extension_and_the_cuda_form_give_the_same_drops(monkeypatch):
     rc, posc = masks.drop_positions(keys, 3, 500, 0.05, exact=False)  # what CUDA does, without the host check
     masks.zero_dense(b, rc, posc)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows,n_row,p", [(6, 500, 0.05), (40, 30, 0.01), (3, 20, 0.6)],
+                         ids=["every-row-drops", "rows-without-drops", "dense"])
+def test_flat_drop_index_zeroes_exactly_the_listed_drops(rows, n_row, p):
+    """``drop_index`` (the CPU form: draws past a row's end repeat the row's first drop) zeroes the same elements as
+    the (row, position) pairs, whether every row has a drop or some have none (the filtered fallback)."""
+    keys = masks.mix(torch.arange(rows, dtype=torch.int64) + 11)
+    r, pos = masks.drop_positions(keys, 9, n_row, p)
+    idx = masks.drop_index(keys, 9, n_row, p)
+    assert ((idx >= 0) & (idx < rows * n_row)).all()
+    assert set(idx.tolist()) == set((r * n_row + pos).tolist())
+    a, b = torch.ones(rows, n_row), torch.ones(rows, n_row)
+    masks.zero_sparse(a, r, pos)
+    masks.apply_drops(b, keys, 9, p, exact=True)
+    assert torch.equal(a, b) and (a == 0).any()
+    if n_row == 30:  # 0.99^30: about 30 of 40 rows have no drop, so the fallback ran
+        assert (a == 1).all(dim=1).any()
 
 
 def test_masks_depend_on_seed_image_pass_and_site():

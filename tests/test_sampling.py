@@ -201,6 +201,31 @@ def test_prepared_weights_follow_parameter_changes(tiny):
             tower.proj.div_(2.0)
 
 
+@pytest.mark.parametrize("name,linear", [("tiny-clip", "transformer.resblocks.0.mlp.c_fc"),
+                                         ("tiny-siglip", "trunk.blocks.0.attn.proj")])
+def test_packed_products_follow_parameter_changes(name, linear):
+    """On a CPU the fast paths multiply by oneDNN-packed copies of the prepared weights (``fastpath._lin``): a
+    changed linear layer is packed afresh, and the run equals one on a fresh copy of the changed tower."""
+    import copy
+
+    from mcdo import fastpath
+    from mcdo.testing import random_encoder
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    kw = dict(T=4, p=0.05, progress=False, batch_size=2)
+    tower = random_encoder(name, 3).vision_tower
+    before = mc_sample(tower, x, **kw)
+    if fastpath.PACK_CPU_WEIGHTS and torch.backends.mkldnn.is_available():
+        assert any(entry[2] for entry in fastpath._PREPARED[tower].values())  # the packed path ran
+    with torch.no_grad():
+        tower.get_submodule(linear).weight.mul_(1.5)
+    after = mc_sample(tower, x, **kw)
+    fresh = mc_sample(copy.deepcopy(tower), x, **kw)
+    assert np.abs(after.mean_pre - before.mean_pre).max() > 1e-3
+    np.testing.assert_array_equal(after.mean_pre, fresh.mean_pre)
+    np.testing.assert_array_equal(after.var_pre, fresh.var_pre)
+
+
 def test_prepared_weights_are_keyed_on_p():
     """Fresh towers (no fixture shared with other tests, so no test order can hide it): weights prepared for one p
     are never used at another."""
