@@ -12,6 +12,11 @@ RATES: dict[str, dict[str, float]] = {}  # device -> dtype -> measured matrix-pr
 AUTO: dict[str, str] = {}  # device -> the dtype core_auto ran, and why
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all-models", action="store_true", default=False,
+                     help="also run every registered model at T = 16 against batch repeat under bf16 autocast")
+
+
 @pytest.fixture
 def record():
     def put(key: tuple, images_per_s: float, **extra) -> None:
