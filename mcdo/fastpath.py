@@ -167,7 +167,9 @@ class PreparedRunner:
         """``w`` in oneDNN's blocked layout for products of about ``TILE_TOKENS`` rows; None where oneDNN refuses it
         (a CPU without the dtype's kernels), and that product keeps ``addmm``."""
         try:
-            return torch.ops.mkldnn._reorder_linear_weight(w, TILE_TOKENS)
+            packed = torch.ops.mkldnn._reorder_linear_weight(w, TILE_TOKENS)
+            torch.ops.mkldnn._linear_pointwise(w.new_zeros(1, w.shape[1]), packed, None, "none", [], "")  # runs here
+            return packed
         except RuntimeError:
             return None
 

@@ -216,7 +216,7 @@ def test_packed_products_follow_parameter_changes(name, linear):
     tower = random_encoder(name, 3).vision_tower
     before = mc_sample(tower, x, **kw)
     if fastpath.PACK_CPU_WEIGHTS and torch.backends.mkldnn.is_available():
-        assert any(entry[2] for entry in fastpath._PREPARED[tower].values())  # the packed path ran
+        assert any(v is not None for e in fastpath._PREPARED[tower].values() for v in e[2].values())  # it ran
     with torch.no_grad():
         tower.get_submodule(linear).weight.mul_(1.5)
     after = mc_sample(tower, x, **kw)
@@ -224,6 +224,28 @@ def test_packed_products_follow_parameter_changes(name, linear):
     assert np.abs(after.mean_pre - before.mean_pre).max() > 1e-3
     np.testing.assert_array_equal(after.mean_pre, fresh.mean_pre)
     np.testing.assert_array_equal(after.var_pre, fresh.var_pre)
+
+
+def test_a_cpu_without_onednn_kernels_keeps_addmm(monkeypatch):
+    """Where oneDNN cannot pack or run a product (a dtype without kernels on that CPU), the fast path multiplies
+    with ``addmm`` and gives the packed path's features to float32 rounding."""
+    from mcdo import fastpath
+    from mcdo.testing import random_encoder
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    kw = dict(T=4, p=0.1, progress=False, batch_size=2)
+    packed = mc_sample(random_encoder("tiny-siglip", 1).vision_tower, x, **kw)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("could not create a primitive")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", refuse)
+    tower = random_encoder("tiny-siglip", 1).vision_tower
+    plain = mc_sample(tower, x, **kw)
+    tried = [v for e in fastpath._PREPARED[tower].values() for v in e[2].values()]
+    assert tried and all(v is None for v in tried)  # every product was offered to oneDNN, and none was packed
+    np.testing.assert_allclose(plain.mean_pre, packed.mean_pre, rtol=1e-5, atol=1e-5 * np.abs(packed.mean_pre).max())
+    np.testing.assert_allclose(plain.var_pre, packed.var_pre, rtol=1e-4, atol=1e-5 * np.abs(packed.var_pre).max())
 
 
 def test_prepared_weights_are_keyed_on_p():
