@@ -14,7 +14,8 @@ AUTO: dict[str, str] = {}  # device -> the dtype core_auto ran, and why
 
 def pytest_addoption(parser):
     parser.addoption("--all-models", action="store_true", default=False,
-                     help="also run every registered model at T = 16 against batch repeat under bf16 autocast")
+                     help="also run every registered model against batch repeat under bf16 autocast")
+    parser.addoption("--sweep-t", type=int, default=16, help="passes per image for --all-models (default 16)")
 
 
 @pytest.fixture
