@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = [
     ("sampler cache key ignores p", "mcdo/sampling.py", "mode=ctl.mode, p=ctl.p,", "mode=ctl.mode,",
      "tests/test_faults.py::test_sample_cache_is_keyed_on_weights_and_every_setting"),
-    ("sampler cache key ignores the code version", "mcdo/sampling.py", "runner=type(runner).__name__, version=SAMPLER_VERSION)",
-     "runner=type(runner).__name__)", "tests/test_faults.py::test_sample_cache_is_keyed_on_weights_and_every_setting"),
+    ("sampler cache key ignores the code version", "mcdo/sampling.py", "runner=type(runner).__name__, version=SAMPLER_VERSION,",
+     "runner=type(runner).__name__,", "tests/test_faults.py::test_sample_cache_is_keyed_on_weights_and_every_setting"),
     ("fast path: last block's MLP output without dropout (faithful)", "mcdo/fastpath.py",
      'return self._drop(f"{b}.mlp.c_proj", self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out"))',
      'out = self._lin(f"{b}.mlp.c_proj", h, buffer="mlp_out")\n'
