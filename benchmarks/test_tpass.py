@@ -155,8 +155,8 @@ def test_every_registered_model_against_batch_repeat(request, benchmark, record,
     try:
         benchmark.pedantic(fn, rounds=1, warmup_rounds=1, iterations=1)
     finally:
-        if impl == SWEEP[-1][1]:
-            _ENCODERS.pop(model, None)  # two SO400M held at once would not fit a 24 GB machine
+        if impl == "core_auto":  # the model's last case: two SO400M held at once would not fit a 24 GB machine
+            _ENCODERS.pop(model, None)
     ips = 1 / benchmark.stats.stats.mean
     flops = ips * T * pass_flops
     benchmark.extra_info.update(images_per_s=ips, device=str(device), dtype=ran, dtype_reason=why, flops_per_s=flops,

@@ -148,9 +148,9 @@ class PreparedRunner:
         wk, bk = weight or f"{name}.weight", bias or f"{name}.bias"
         w, b = self.w[wk], self.w.get(bk)
         if self._pack and x.is_contiguous():
-            packed = self.packed.get(wk)
-            if packed is None:
-                packed = self.packed[wk] = self._packed(w)
+            if wk not in self.packed:  # a refusal is kept too (None): oneDNN is asked once per weight
+                self.packed[wk] = self._packed(w)
+            packed = self.packed[wk]
             if packed is not None:
                 return torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], "")
         if buffer is None or b is None or self.compile != "off":  # compiled: the compiler plans the memory
@@ -170,7 +170,7 @@ class PreparedRunner:
             packed = torch.ops.mkldnn._reorder_linear_weight(w, TILE_TOKENS)
             torch.ops.mkldnn._linear_pointwise(w.new_zeros(1, w.shape[1]), packed, None, "none", [], "")  # runs here
             return packed
-        except RuntimeError:
+        except (RuntimeError, AttributeError):  # AttributeError: a torch build without the op
             return None
 
 

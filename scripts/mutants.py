@@ -36,6 +36,10 @@ MUTANTS = [
      'self.packed = per_tower.setdefault("packed", {})',
      "tests/test_sampling.py::test_prepared_weights_are_keyed_on_p "
      "tests/test_sampling.py::test_packed_products_follow_parameter_changes"),
+    ("a product oneDNN refused is offered again on every call", "mcdo/fastpath.py",
+     "if wk not in self.packed:  # a refusal is kept too (None): oneDNN is asked once per weight",
+     "if self.packed.get(wk) is None:",
+     "tests/test_sampling.py::test_a_cpu_without_onednn_kernels_keeps_addmm"),
     ("flat drop index: draws past a row's end spill into the next row", "mcdo/masks.py",
      "return torch.where(inside, idx, idx[:, :1]).view(-1)",
      "return idx.clamp(max=keys.numel() * n_row - 1).view(-1)", "tests/test_masks.py"),

@@ -236,14 +236,19 @@ def test_a_cpu_without_onednn_kernels_keeps_addmm(monkeypatch):
     kw = dict(T=4, p=0.1, progress=False, batch_size=2)
     packed = mc_sample(random_encoder("tiny-siglip", 1).vision_tower, x, **kw)
 
-    def refuse(*args, **kwargs):
+    asked = []
+
+    def refuse(w, *args, **kwargs):
+        asked.append(tuple(w.shape))
         raise RuntimeError("could not create a primitive")
 
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", refuse)
     tower = random_encoder("tiny-siglip", 1).vision_tower
     plain = mc_sample(tower, x, **kw)
+    assert np.array_equal(mc_sample(tower, x, **kw).mean_pre, plain.mean_pre)  # a second run reuses the refusals
     tried = [v for e in fastpath._PREPARED[tower].values() for v in e[2].values()]
     assert tried and all(v is None for v in tried)  # every product was offered to oneDNN, and none was packed
+    assert len(asked) == len(tried)  # once per weight, not again in the second run
     np.testing.assert_allclose(plain.mean_pre, packed.mean_pre, rtol=1e-5, atol=1e-5 * np.abs(packed.mean_pre).max())
     np.testing.assert_allclose(plain.var_pre, packed.var_pre, rtol=1e-4, atol=1e-5 * np.abs(packed.var_pre).max())
 
