@@ -140,9 +140,28 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import report
+    """The doctor's report; with ``--require``, exit 1 when a claim asked for is not ready (2 for an unknown id)."""
+    from . import doctor
+    from .verify import engine
 
-    print(report())
+    if args.id and not args.require:
+        print("mcdo doctor: --id needs --require TIER", file=sys.stderr)
+        return 2
+    ctx = engine.Context(progress=False)
+    status = doctor.claim_status(ctx)
+    print(doctor.report(status, ctx))
+    if not args.require:
+        return 0
+    try:
+        bad = doctor.unready(status, args.id) if args.require == "gpu" else doctor.recorded_unready()
+    except KeyError as e:
+        print(f"mcdo doctor: {e.args[0]}", file=sys.stderr)
+        return 2
+    if bad:
+        print(f"\nmcdo doctor --require {args.require}: {len(bad)} not ready ({', '.join(bad)}); what each lacks "
+              "is listed above", file=sys.stderr)
+        return 1
+    print(f"\nmcdo doctor --require {args.require}: every claim asked for is ready")
     return 0
 
 
@@ -186,7 +205,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     m = sub.add_parser("models", help="the model registry, and the forms --model takes for your own model")
     m.set_defaults(func=_models)
     d = sub.add_parser("doctor", help="what this machine has and lacks for the gpu tier (GPU, weights, "
-                                      "tokenizers, data sets), per model and per claim; loads nothing")
+                                      "tokenizers, data sets), per model and per claim; loads no model (each "
+                                      "tokenizer is loaded, offline, to check it)")
+    d.add_argument("--require", choices=("gpu", "recorded"),
+                   help="a gate: exit 1 when a claim of this tier asked for is not ready, 0 when all are "
+                        "(default: report only, exit 0)")
+    d.add_argument("--id", action="append", help="with --require gpu: only these claims (repeatable; default: "
+                                                 "every implemented gpu-tier claim)")
     d.set_defaults(func=_doctor)
     for command in sub.choices.values():
         say_defaults(command)

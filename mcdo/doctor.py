@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from . import env
-from .data.folders import DEVKIT, IMAGENET_LAYOUTS, MOS_SETS, OOD_LAYOUTS, imagenet_val, ood_set
+from .data.folders import DEVKIT, IMAGENET_LAYOUTS, MOS_SETS, OOD_LAYOUTS
 from .errors import MissingResource
 from .models.encoder import resolve_backend
 from .models.files import hf_cache, needed_files
@@ -24,7 +24,9 @@ def _machine() -> list[str]:
     import torch
 
     gpu = (f"{torch.cuda.device_count()} visible ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
-           else "none visible: the gpu tier skips (CPU tiers still run)")
+           else "none visible: the gpu tier runs on the CPU (MCDO_ALLOW_CPU=1: a rehearsal, every record says so)"
+           if _setting(env.cpu_allowed) == "" and env.cpu_allowed()
+           else "none visible: the gpu tier skips (CPU tiers still run; MCDO_ALLOW_CPU=1 rehearses it on the CPU)")
     try:
         import google.protobuf
         import sentencepiece
@@ -71,23 +73,19 @@ def _models() -> list[str]:
     return out
 
 
-def _data() -> list[str]:
+def _data(ctx: engine.Context) -> list[str]:
+    """Every data set a gpu-tier claim reads (as the claims' own dry-run checks looked for them): where it was
+    found, or what is missing and how to lay it out."""
     try:
         root = env.data_root()
     except MissingResource as e:
-        return [f"MCDO_DATA_ROOT: unset ({e.how})",
+        head = [f"MCDO_DATA_ROOT: unset ({e.how})",
                 f"  expected: <root>/{IMAGENET_LAYOUTS[0]}/<synset>/*.JPEG (or flat with <root>/{DEVKIT[0]}/), "
                 + ", ".join(f"<root>/{OOD_LAYOUTS[s][0]}" for s in MOS_SETS)]
-    out = [f"MCDO_DATA_ROOT: {root}"]
-    for name, find in (("ImageNet-1k val", lambda: imagenet_val(root)),
-                       *((s, lambda s=s: ood_set(s, root)) for s in MOS_SETS)):
-        try:
-            found = find()
-            extra = f", {found.n_classes} classes" if name.startswith("ImageNet") else ""
-            out.append(f"  ok      {name}: {len(found)} files at {found.root} ({found.layout}{extra})")
-        except MissingResource as e:
-            out.append(f"  MISSING {e.what}: {e.how}")
-    return out
+    else:
+        head = [f"MCDO_DATA_ROOT: {root}"]
+    return head + [f"  {v.split(' ', 1)[0]:7s} {name}: {v.split(' ', 1)[1].strip()}" if " " in v else f"  {name}: {v}"
+                   for name, v in sorted(ctx.data_seen.items())]
 
 
 def _recorded() -> list[str]:
@@ -130,14 +128,37 @@ def claim_status(ctx: engine.Context | None = None) -> dict[str, str]:
     return out
 
 
-def report() -> str:
-    """The whole doctor's report, as text."""
+def report(status: dict[str, str] | None = None, ctx: engine.Context | None = None) -> str:
+    """The whole doctor's report, as text (``status``: ``claim_status(ctx)``, computed here when not given)."""
+    ctx = ctx or engine.Context(progress=False)
+    status = claim_status(ctx) if status is None else status
     lines = ["# mcdo doctor", "", "## Machine", *_machine(), "", "## Models (pretrained files, looked up in the cache)",
-             *_models(), "", "## Data", *_data(), *_recorded(), "", "## gpu-tier claims"]
-    status = claim_status()
+             *_models(), "", "## Data (every data set a gpu-tier claim reads)", *_data(ctx), *_recorded(), "",
+             "## gpu-tier claims"]
     lines += [f"{k:7s} {v}" for k, v in status.items()]
     ready = sum(v == "ready" for v in status.values())
     todo = sum(v == "not implemented" for v in status.values())
     lines += ["", f"{ready} of {len(status)} gpu-tier claims ready, {len(status) - ready - todo} missing something, "
               f"{todo} not implemented"]
     return "\n".join(lines)
+
+
+def unready(status: dict[str, str], ids: list[str] | None = None) -> dict[str, str]:
+    """The claims asked for (``ids``, else every implemented gpu-tier claim) that are not ready, with why. A claim
+    named in ``ids`` that is not implemented counts as not ready; unnamed, it is listed by the report only."""
+    unknown = [i for i in ids or [] if i not in status]
+    if unknown:
+        raise KeyError(f"no gpu-tier claim {', '.join(unknown)}; gpu-tier claims: {', '.join(status)}")
+    asked = ids or [k for k, v in status.items() if v != "not implemented"]
+    return {k: status[k] for k in asked if status[k] != "ready"}
+
+
+def recorded_unready() -> dict[str, str]:
+    """What the recorded tier lacks here (``MCDO_RECORDED_DIR`` unset or without a recorded run), or nothing."""
+    from .data import recorded as R
+
+    try:
+        R.models()
+    except MissingResource as e:
+        return {"MCDO_RECORDED_DIR": f"{e.what}: {e.how}"}
+    return {}

@@ -108,6 +108,15 @@ def device() -> str:
     return check_device(f"cuda:{index % torch.cuda.device_count()}", "LOCAL_RANK")
 
 
+def cpu_allowed() -> bool:
+    """``MCDO_ALLOW_CPU=1``: the gpu tier runs without a GPU (a rehearsal of the real files and layouts, e.g.
+    with ``--limit``). Never implied: every gpu record of such a run says so in its config (``gpu_waived``)."""
+    value = os.environ.get("MCDO_ALLOW_CPU", "")
+    if value not in ("", "0", "1"):
+        raise SettingError(f"MCDO_ALLOW_CPU={value!r}: use 1 (run the gpu tier on a CPU) or leave it unset")
+    return value == "1"
+
+
 def default_workers(cap: int = 4) -> int:
     """Image-decoding processes: up to ``cap``, never more than the cores this process may use."""
     try:

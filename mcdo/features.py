@@ -52,11 +52,12 @@ def _autocast(device: str, precision: str):
     raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16 or amp")
 
 
-def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, device: str = "cpu", workers: int = 0,
+def image_features(enc: Encoder, images: ImageList, batch_size: int = 256, device: str | None = None, workers: int = 0,
                    precision: str = "fp32", shard: int = 8192, cache: bool = True, progress: bool = True,
                    resize: str = "model") -> Features:
     """Encode every image of ``images`` once (or load it from the cache) and return unit-norm features.
     ``resize``: the model's own preprocessing, or "bilinear" (the MCM paper's; see ``image_transform``)."""
+    device = device or enc.device
     from tqdm.auto import tqdm
 
     tag = f"{precision}" + ("" if resize == "model" else f"-{resize}") + "-strip2"  # StripCrop(2) in front

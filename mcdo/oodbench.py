@@ -159,19 +159,21 @@ def _mean_auroc(s: np.ndarray, sid: np.ndarray) -> float:
 
 
 def imagenet_accuracy(enc: Encoder, id_feats: Features, template_sets: tuple[str, ...] = ("openai",),
-                      device: str = "cpu", progress: bool = False) -> dict[str, float]:
+                      device: str | None = None, progress: bool = False) -> dict[str, float]:
     """ImageNet-1k zero-shot top-1 of cached image features, for each template set."""
+    device = device or enc.device
     names = imagenet_classnames()
     return {t: float(np.mean(classifier(enc, names, t, device, progress).predict(id_feats.features) == id_feats.labels))
             for t in template_sets}
 
 
 def score_features(enc: Encoder, id_feats: Features, ood_feats: dict[str, Features], scores=ood.OOD_SCORES,
-                   temperature: float | str = 1.0, device: str = "cpu", progress: bool = False,
+                   temperature: float | str = 1.0, device: str | None = None, progress: bool = False,
                    accuracy_templates: tuple[str, ...] = ("openai", "mcm"), convention: str = "seed",
                    classnames: list[str] | None = None) -> OODResult:
     """Zero-shot accuracy and OOD scores from cached features (seconds: no image is encoded here). The ID classes
     are ImageNet-1k's unless ``classnames`` names the in-distribution folder's."""
+    device = device or enc.device
     names = classnames or imagenet_classnames()
     mcm = classifier(enc, names, CONVENTIONS[convention]["templates"], device, progress)
     temp = 1.0 / mcm.scale if temperature == "model" else float(temperature)
@@ -249,7 +251,7 @@ def user_data(id_data: str | None, ood: list[tuple[str, str, str]], classnames: 
 
 
 def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORES, data_root=None,
-        batch_size: int = 256, device: str = "cpu", workers: int = 0, precision: str = "fp32",
+        batch_size: int = 256, device: str | None = None, workers: int = 0, precision: str = "fp32",
         temperature: float | str = 1.0, progress: bool = True,
         accuracy_templates: tuple[str, ...] = ("openai", "mcm"),
         data: tuple[ImageList, dict[str, ImageList]] | None = None, convention: str = "seed",
@@ -257,6 +259,7 @@ def run(enc: Encoder, ood_sets: tuple[str, ...] = MOS_SETS, scores=ood.OOD_SCORE
     """The whole benchmark for one encoder: find the data (or take ``find_data``'s, or a ``user_data``'s with its
     ``classnames`` and ``groups``), encode (cached), score, in one of ``CONVENTIONS`` (prompt, resizing, positive
     class and FPR95 rule)."""
+    device = device or enc.device
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
     id_list, ood_lists = data or find_data(ood_sets, data_root)  # every set is checked before any encoding

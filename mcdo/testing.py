@@ -179,3 +179,41 @@ def make_probe_folder(root: Path | str, ages: tuple[int, ...] = (3, 4, 5, 6), pe
     if broken:
         (root / str(ages[0]) / "broken.jpg").write_bytes(b"not a JPEG")
     return root
+
+
+def hub_repo(repo: str, files: dict[str, Path | str | bytes], commit: str = "a" * 40,
+             cache: Path | str | None = None) -> Path:
+    """``files`` (name in the repo -> a file or its bytes) laid out as a hub download leaves them in the Hugging
+    Face cache (``HF_HUB_CACHE``, or ``cache``): content-addressed blobs, the snapshot's names as relative links to
+    them, ``refs/main`` naming the commit; and nothing else (no ``.no_exist`` marker, which only an online
+    transformers load writes). Returns the snapshot folder."""
+    import hashlib
+    import os
+
+    if cache is None:
+        from huggingface_hub import constants
+
+        cache = constants.HF_HUB_CACHE
+    base = Path(cache) / ("models--" + repo.replace("/", "--"))
+    snapshot = base / "snapshots" / commit
+    (base / "refs").mkdir(parents=True, exist_ok=True)
+    (base / "refs" / "main").write_text(commit)
+    for name, src in files.items():
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        blob = base / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    return snapshot
+
+
+def hub_tokenizer(repo: str, work: Path | str, vocab_size: int = 512, cache: Path | str | None = None) -> Path:
+    """A SigLIP-style sentencepiece tokenizer trained here (``train_siglip_tokenizer``) laid out in the cache as
+    ``repo``'s download (``hub_repo``): the files open_clip's and transformers' tokenizer loads read."""
+    folder = Path(work) / repo.replace("/", "--")
+    train_siglip_tokenizer(folder, vocab_size)
+    return hub_repo(repo, {p.name: p for p in folder.iterdir() if p.is_file()}, cache=cache)

@@ -65,7 +65,7 @@ def image_transform(enc: Encoder, resize: str = "model"):
         mean, std = _normalisation(enc)
         s = enc.spec.image_size
         return T.Compose([StripCrop(), T.Resize(s, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(s),
-                          T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), T.Normalize(mean, std)])
+                          ToRGB(), T.ToTensor(), T.Normalize(mean, std)])
     if resize != "model":
         raise ValueError(f"unknown resize {resize!r}; choose 'model' or 'bilinear'")
     if enc.backend in ("open_clip", "timm"):  # the library's own transform
@@ -77,6 +77,14 @@ def image_transform(enc: Encoder, resize: str = "model"):
         return T.Compose([T.Resize((s, s), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
                           T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     raise ValueError(f"{enc.spec.name} ({enc.backend}) does not read image files; it takes arrays")
+
+
+class ToRGB:
+    """PIL image -> RGB. A class, not a lambda: a transform must pickle for DataLoader workers under the spawn and
+    forkserver start methods (forkserver is Python 3.14's default on Linux)."""
+
+    def __call__(self, im):
+        return im.convert("RGB")
 
 
 class StripCrop:
@@ -113,7 +121,7 @@ def bound_strips(transform):
     return transform
 
 
-def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
+def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str | None = None,
                      batch_size: int = 256, cache: bool = True, progress: bool = False,
                      shard_classes: int = 50) -> np.ndarray:
     """[K, D] unit vectors, one per class: normalise each prompt's embedding, average, normalise again.
@@ -121,6 +129,7 @@ def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "m
     Cached per model fingerprint, class list and template set; computed in shards of ``shard_classes`` classes,
     each written as it finishes, so an interrupted pass resumes where it stopped. A cache file that cannot be read
     is named and recomputed."""
+    device = device or enc.device
     temps = templates(template_set)
     key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
     path = env.cache_dir() / "text" / model_cache_id(enc) / f"{template_set}-{key}.npy"
@@ -200,8 +209,9 @@ class ZeroShot:
         return self.cosines(image_features).argmax(axis=1)
 
 
-def classifier(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str = "cpu",
+def classifier(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str | None = None,
                progress: bool = False) -> ZeroShot:
     """The zero-shot head of ``enc`` over ``classnames`` with one template set."""
+    device = device or enc.device
     return ZeroShot(class_embeddings(enc, classnames, template_set, device, progress=progress), enc.logit_scale,
                     enc.logit_bias)

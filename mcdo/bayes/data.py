@@ -138,9 +138,10 @@ def pairs_folder(path: Path | str) -> Pairs:
     return Pairs(lab.name, lab.images, [CAPTION_TEMPLATE.format(lab.classnames[y]) for y in lab.labels])
 
 
-def projection_image_features(enc, images, batch_size: int = 256, device: str = "cpu", workers: int = 0,
+def projection_image_features(enc, images, batch_size: int = 256, device: str | None = None, workers: int = 0,
                    progress: bool = False) -> ProjectionFeatures:
     """Projection features of world arrays or image files (unreadable files are an error naming them)."""
+    device = device or enc.device
     if not isinstance(images, ImageList):
         from ..models.proxy import normalise_images
 
@@ -169,5 +170,8 @@ def projection_image_features(enc, images, batch_size: int = 256, device: str = 
     return feats
 
 
-def projection_text_features(enc, texts: list[str], batch_size: int = 256, device: str = "cpu") -> ProjectionFeatures:
+def projection_text_features(enc, texts: list[str], batch_size: int = 256, device: str | None = None
+                             ) -> ProjectionFeatures:
+    """Projection features of ``texts``, on the encoder's device unless ``device`` says otherwise."""
+    device = device or enc.device
     return collect(enc, "text", (t.to(device) for t in text_batches(enc, texts, batch_size)))

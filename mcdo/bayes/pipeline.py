@@ -25,12 +25,13 @@ class Calibration:
 
 
 def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float | None = None,
-        prior_precision: str | float = "marglik", batch_size: int = 256, device: str = "cpu",
+        prior_precision: str | float = "marglik", batch_size: int = 256, device: str | None = None,
         progress: bool = False, posterior: str = "bayesvlm", multiplier: float | None = None,
         given: tuple | None = None) -> BayesVLM:
     """BayesVLM for ``enc`` from the Hessian pairs; the factors come from the cache when these weights, pairs
     and settings were seen before. ``given``: ``(name, image factors, text factors)`` estimated elsewhere (the
     authors' published ones), used in place of ``hessian``."""
+    device = device or enc.device
     def compute():
         img, txt = hessian_features(enc, hessian, batch_size, device, progress)
         return factors(enc, img, txt, class_batch)
@@ -49,11 +50,12 @@ def fit(enc, hessian: Pairs, class_batch: int | None = None, pseudo_count: float
 HESSIAN_CHUNK = 4096  # pairs per cached piece of the Hessian feature pass
 
 
-def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str | None = None, progress: bool = False,
                      chunk: int = HESSIAN_CHUNK) -> tuple[ProjectionFeatures, ProjectionFeatures]:
     """The image and text projection features of the Hessian pairs, computed in pieces of ``chunk`` pairs that are
     cached as they finish (keyed by the weights and the pairs' content), so an interrupted ``mcdo bayes`` resumes
     from the last finished piece instead of starting over."""
+    device = device or enc.device
     import hashlib
 
     import torch
@@ -98,10 +100,11 @@ def hessian_features(enc, hessian: Pairs, batch_size: int = 256, device: str = "
 def calibrate(enc, hessian: Pairs, evaluation: Labelled, prompt: str, class_batch: int | None = None,
               pseudo_count: float | None = None, prior_precision: str | float = "marglik",
               covariance: str | None = None, bins: tuple[int, ...] = metrics.BINS, n_boot: int = 1000, seed: int = 0,
-              batch_size: int = 256, device: str = "cpu", progress: bool = False, posterior: str = "bayesvlm",
+              batch_size: int = 256, device: str | None = None, progress: bool = False, posterior: str = "bayesvlm",
               multiplier: float | None = None, given: tuple | None = None) -> Calibration:
     """Deterministic vs Laplace zero-shot classification of ``evaluation`` with one ``prompt`` per class, the
     posterior in the configuration ``posterior`` (the authors' 'bayesvlm' by default, or 'laplace')."""
+    device = device or enc.device
     bvlm = fit(enc, hessian, class_batch, pseudo_count, prior_precision, batch_size, device, progress, posterior,
                multiplier, given)
     feats = projection_image_features(enc, evaluation.images, batch_size, device, progress=progress).to_cpu()
@@ -137,10 +140,11 @@ def _inference(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_siz
 
 
 def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch_size: int = 256,
-                   device: str = "cpu") -> dict[str, int]:
+                   device: str | None = None) -> dict[str, int]:
     """Floating-point operations (matrix products and attention, ``mcdo.flops.count_flops``) of deterministic and
     of uncertainty-aware zero-shot inference over the same images, encoding included: a measure of the extra work
     that does not depend on the machine or its load."""
+    device = device or enc.device
     from ..flops import count_flops
 
     return {name: count_flops(fn)[0] for name, fn in _inference(enc, evaluation, bvlm, prompt, batch_size,
@@ -148,10 +152,11 @@ def overhead_flops(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, batch
 
 
 def overhead(enc, evaluation: Labelled, bvlm: BayesVLM, prompt: str, repeats: int = 7, batch_size: int = 256,
-             device: str = "cpu") -> dict:
+             device: str | None = None) -> dict:
     """Wall time of deterministic and of uncertainty-aware zero-shot inference over the same images (encoding
     included, class prompts encoded once outside both), alternated ``repeats`` times after a warm-up (the
     benchmark's figure; the claim counts operations)."""
+    device = device or enc.device
     import torch
 
     fns = _inference(enc, evaluation, bvlm, prompt, batch_size, device)

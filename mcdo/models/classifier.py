@@ -13,7 +13,7 @@ import torch
 
 from ..errors import MissingWeights
 from .encoder import Encoder
-from .files import HF_WEIGHTS, hub_file, where_hint
+from .files import HF_WEIGHTS, hub_file, timm_repo, where_hint
 from .registry import ModelSpec
 
 FINETUNED_CLIP = "vit_base_patch16_clip_224.openai_ft_in1k"  # CLIP ViT-B/16 (OpenAI) fine-tuned on ImageNet-1k
@@ -23,9 +23,8 @@ def weights_missing(name: str) -> list[str]:
     """What is not on disk for the pretrained classifier ``name`` (nothing when it can be loaded offline)."""
     if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
         return []
-    repo = f"timm/{name}"
-    return [] if hub_file(repo, HF_WEIGHTS) and hub_file(repo, ("config.json",)) else \
-        [f"{name} weights: config.json + {' or '.join(HF_WEIGHTS)} in {repo}"]
+    repo = timm_repo(name)
+    return [] if hub_file(repo, HF_WEIGHTS) else [f"{name} weights: {' or '.join(HF_WEIGHTS)} in {repo}"]
 
 
 def load_classifier(name: str, pretrained: bool = True, device: str = "cpu") -> Encoder:

@@ -57,6 +57,14 @@ class Encoder:
         return projection_weight(self, modality)
 
     @property
+    def device(self) -> str:
+        """Where the model's weights sit (its first parameter's device): what every input must be moved to.
+        Functions that take an encoder default their ``device`` to this, so no call can feed one tower from
+        another device by leaving the argument out."""
+        param = next(self.model.parameters(), None)
+        return str(param.device) if param is not None else "cpu"
+
+    @property
     def tokenizer(self) -> Callable:
         if self._tokenizer is None:
             from .files import where_hint
@@ -77,6 +85,8 @@ class Encoder:
 def open_clip_encoder(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
     import open_clip
 
+    from .tokenizer import open_clip_tokenizer
+
     try:
         hub = spec.arch_name.startswith(("hf-hub:", "local-dir:"))  # weights come with the name: load them or not
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -92,7 +102,7 @@ def open_clip_encoder(spec: ModelSpec, pretrained: bool, device: str) -> Encoder
         raise _missing(spec, "open_clip", e) from e
     tokenizer, error = None, ""
     try:
-        tokenizer = open_clip.get_tokenizer(spec.arch_name)
+        tokenizer = open_clip_tokenizer(spec.arch_name)
     except Exception as e:  # an HF tokenizer that is not cached, or sentencepiece missing: said when used
         error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     model.eval()
@@ -152,10 +162,10 @@ def _hf(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
     tower = HFVision(model)
     tokenizer, error = None, "random weights: no tokenizer files"
     if pretrained:
-        from transformers import AutoTokenizer
+        from .tokenizer import hf_auto_tokenizer
 
         try:
-            tokenizer = hf_tokenizer(AutoTokenizer.from_pretrained(spec.hf_id))
+            tokenizer = hf_tokenizer(hf_auto_tokenizer(spec.hf_id))
         except Exception as e:  # not cached, or sentencepiece missing: said when the tokenizer is used
             error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     return Encoder(spec, "hf", model, tower, None, tokenizer, tower,

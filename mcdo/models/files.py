@@ -6,6 +6,7 @@ downloaded: these are cache look-ups.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,19 @@ def hub_file(repo: str, files: tuple[str, ...]) -> str | None:
     return None
 
 
+def timm_repo(name: str) -> str:
+    """The Hugging Face repo timm loads ``name``'s pretrained weights from (its pretrained config's
+    ``hf_hub_id``; ``timm/<name>`` when timm does not know the name). timm reads only the weights file from it
+    (``model.safetensors``, else ``pytorch_model.bin``): no ``config.json`` is downloaded or needed."""
+    try:
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001  (an unknown name: said by the loader)
+        cfg = None
+    return getattr(cfg, "hf_hub_id", None) or f"timm/{name}"
+
+
 def _open_clip_files(spec: ModelSpec) -> list[Needed]:
     import open_clip
 
@@ -85,19 +99,32 @@ def _open_clip_files(spec: ModelSpec) -> list[Needed]:
                           None, "this open_clip version does not know these weights"))
     tok = (open_clip.get_model_config(spec.arch_name) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
     if tok:
-        out.append(_tokenizer(tok))
+        out.append(_tokenizer(tok, arch_name=spec.arch_name))
     return out
 
 
-def _tokenizer(repo: str) -> Needed:
-    """A transformers tokenizer: its config, and the sentencepiece library when it is a sentencepiece model."""
+def _tokenizer(repo: str, arch_name: str | None = None) -> Needed:
+    """A transformers tokenizer: its config, and the sentencepiece library when it is a sentencepiece model; and
+    with them, that it loads offline (``tokenizer.tokenizer_problem``: files alone do not make a tokenizer)."""
     found = hub_file(repo, ("tokenizer_config.json",))
     vocab = hub_file(repo, ("tokenizer.json", "spiece.model"))
     note = ""
     if vocab and vocab.endswith(".model") and not _has_sentencepiece():
         note, vocab = "sentencepiece or protobuf is not installed: pip install sentencepiece protobuf", None
+    elif vocab and found:
+        problem = _loads(arch_name, None if arch_name else repo, os.path.dirname(vocab))
+        if problem:
+            note, vocab = f"the files are there but the tokenizer {problem}", None
     return Needed("tokenizer", repo, ("tokenizer_config.json + tokenizer.json or spiece.model",),
                   vocab if found else None, note)
+
+
+@functools.lru_cache(maxsize=64)
+def _loads(arch_name: str | None, hf_repo: str | None, folder: str) -> str | None:
+    """``tokenizer_problem``, once per tokenizer and snapshot folder (a changed cache is a new folder)."""
+    from .tokenizer import tokenizer_problem
+
+    return tokenizer_problem(arch_name, hf_repo)
 
 
 def _has_sentencepiece() -> bool:
@@ -126,9 +153,8 @@ def user_files(spec: ModelSpec) -> list[Needed]:
     registry's are."""
     arch, tag = spec.arch_name, spec.pretrained
     if spec.source == "timm":
-        repo = f"timm/{arch}"
-        return [Needed("weights", repo, HF_WEIGHTS, hub_file(repo, HF_WEIGHTS) if hub_file(repo, ("config.json",))
-                       else None)]
+        repo = timm_repo(arch)
+        return [Needed("weights", repo, HF_WEIGHTS, hub_file(repo, HF_WEIGHTS))]
     if spec.source == "hf":
         return _hf_files(spec)[:1]
     if arch.startswith("local-dir:"):

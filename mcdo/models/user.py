@@ -67,11 +67,11 @@ def _hf_user(spec: ModelSpec, pretrained: bool, device: str) -> Encoder:
     tower = HFVision(model)
     tokenizer, error = None, "random weights: no tokenizer files"
     if pretrained:
-        from transformers import AutoTokenizer
+        from .tokenizer import hf_auto_tokenizer
 
         try:
             length = config.text_config.max_position_embeddings
-            tokenizer = hf_tokenizer(AutoTokenizer.from_pretrained(spec.hf_id), length)
+            tokenizer = hf_tokenizer(hf_auto_tokenizer(spec.hf_id), length)
             error = ""
         except Exception as e:  # not cached, or sentencepiece missing: said when the tokenizer is used
             error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"

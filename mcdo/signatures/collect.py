@@ -83,12 +83,13 @@ def representations(model, images, batch_size: int = 256, progress: bool = False
     return torch.cat(out).double().numpy(), None
 
 
-def pre_projection(enc, images, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+def pre_projection(enc, images, batch_size: int = 256, device: str | None = None, progress: bool = False,
                    **_ignored) -> tuple[np.ndarray, np.ndarray | None]:
     """Unit-norm pre-projection representations ``[N, P]`` of a zero-shot model (its final LayerNorm'd pooled
     token, the input of the image projection, bias column dropped): the layer and width a fine-tuned classifier's
     pre-logits features sit at, so that ICL-01/02/04 compare the two models at one layer. Image folders skip
     unreadable files (with a warning) and return the labels of the images read."""
+    device = device or enc.device
     from ..models.heads import projection_features, projection_weight
 
     _, has_bias = projection_weight(enc, "image")

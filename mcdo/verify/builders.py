@@ -131,6 +131,12 @@ def erank_record(ctx, a, b, tier: str, model: str, name_a: str, name_b: str) -> 
                   config=dict(a.config, model=model))
 
 
+def auroc_or_nan(scores, labels) -> float:
+    """AUROC, or NaN for a bootstrap resample that drew one class only (few errors, a small or partial set):
+    the bootstrap leaves such resamples out rather than failing the record."""
+    return S.auroc(scores, labels) if 0 < int(labels.sum()) < labels.size else float("nan")
+
+
 def error_auroc_record(ctx, m, tier: str, model: str) -> Record:
     """AUROC of trace_pre for the model's own zero-shot errors, bootstrap CI over images."""
     if m.error.sum() < 2 or m.error.sum() > m.error.size - 2:
@@ -138,7 +144,7 @@ def error_auroc_record(ctx, m, tier: str, model: str) -> Record:
                       reason=f"{int(m.error.sum())} errors of {m.error.size}: too few of one kind for an AUROC",
                       config=dict(m.config))
     auc = S.auroc(m.uncertainty, m.error)
-    ci = S.bootstrap_ci(S.auroc, m.uncertainty, m.error, n_boot=ctx.n_boot, seed=ctx.seed)
+    ci = S.bootstrap_ci(auroc_or_nan, m.uncertainty, m.error, n_boot=ctx.n_boot, seed=ctx.seed)
     d = decide("MCD-18", "auroc", ci, tier)
     return Record("MCD-18", tier, model, d.verdict, auc, ci, expected=d.expected,
                   reason=f"AUROC(trace_pre, error) = {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] with "

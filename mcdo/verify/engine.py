@@ -55,6 +55,9 @@ class Context:
     require_gpu: bool = True
     batch_size: int = 256
     dry_run: bool = False  # mcdo doctor: check prerequisites, run nothing (see prerequisites.Ready)
+    # every data set a claim's prerequisite check looked for in this run: name -> what was found, or what is
+    # missing and how to supply it (``mcdo doctor``'s data section, generated from the claims' own checks)
+    data_seen: dict[str, str] = field(default_factory=dict)
     # recorded tier: judge a run that lacks the source's T at its own (a declared departure) instead of skipping
     recorded_own_T: bool = False
     # pytest claims --strict-tier TIER / MCDO_STRICT=1: a claim of these tiers that skips fails the run
@@ -108,6 +111,12 @@ def implemented() -> set[tuple[str, str]]:
     return set(_EVALUATORS)
 
 
+def _gpu_waived() -> bool:
+    import torch
+
+    return env.cpu_allowed() and not torch.cuda.is_available()
+
+
 def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Record]:
     """Records for one claim on one tier, stamped with commit and elapsed time."""
     _load_evaluators()
@@ -132,6 +141,8 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         r.elapsed_s = round(elapsed / len(records), 3)
         r.expected = r.expected or claim.expected
         r.config.setdefault("seed", ctx.seed)
+        if tier == "gpu" and r.verdict != SKIPPED and _gpu_waived():
+            r.config["gpu_waived"] = "MCDO_ALLOW_CPU=1: run without a CUDA GPU (a rehearsal, not the source's setting)"
         if r.verdict != SKIPPED:
             r.departures = departures(claim_id, tier, r.config, r.departures)
     return records

@@ -48,7 +48,7 @@ def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path]
     import torch
 
     missing, how = [], []
-    if ctx.require_gpu and not torch.cuda.is_available():
+    if ctx.require_gpu and not torch.cuda.is_available() and not env.cpu_allowed():
         missing.append("a CUDA GPU (none visible)")
         how.append("run `pytest claims -m gpu` or `mcdo claims --tier gpu` on a GPU machine")
     if files:
@@ -61,13 +61,17 @@ def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path]
         except MissingResource as e:
             missing.append(f"{unset or ', '.join(data)} (MCDO_DATA_ROOT is unset)")
             how += [e.how] + ([how_data] if how_data else [])
+            ctx.data_seen.update((name, f"MISSING (MCDO_DATA_ROOT is unset) {how_data or ''}".strip()) for name in data)
         else:
             for name, find in data.items():
                 try:
                     found[name] = ctx.cached(f"data/{root}/{name}", partial(find, root))
+                    text = _describe(found[name])
+                    ctx.data_seen[name] = ("-       " if text.startswith("not checked") else "ok      ") + text
                 except MissingResource as e:
                     missing.append(e.what)
                     how.append(e.how)
+                    ctx.data_seen[name] = f"MISSING {e.what}: {e.how}"
     if missing:
         raise MissingResource("missing " + "; ".join(missing), " / ".join(dict.fromkeys(how)))
     if ctx.dry_run:
@@ -75,16 +79,35 @@ def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path]
     return found
 
 
-def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS, text: bool = False
-            ) -> tuple[ImageList, dict[str, ImageList]]:
+def _describe(found: Any) -> str:
+    """What a data set's finder returned, in a few words (files, classes and where, when it says)."""
+    if isinstance(found, str):
+        return found
+    if hasattr(getattr(found, "images", None), "root"):  # a labelled set or image-caption pairs: its image list
+        found = found.images
+    parts = []
+    if hasattr(found, "__len__"):
+        parts.append(f"{len(found)} files")
+    for attr, word in (("n_classes", "classes"),):
+        if getattr(found, attr, None):
+            parts.append(f"{getattr(found, attr)} {word}")
+    root = getattr(found, "root", None)
+    return ", ".join(parts) + (f" at {root}" if root else "") + (f" ({found.layout})" if getattr(found, "layout", None)
+                                                                   else "")
+
+
+def require(ctx: Context, models: list[str], ood_sets: tuple[str, ...] = MOS_SETS, text: bool = False,
+            extra: dict[str, Callable[[Path], Any]] | None = None) -> tuple[ImageList, dict[str, ImageList]]:
     """``ensure_ready`` for the claims that read ImageNet-1k val and ``ood_sets`` with ``models``: the validation set and
-    the OOD sets found."""
+    the OOD sets found. ``extra``: further checks of the data (name -> check under the data root), made with the
+    rest before any work (e.g. that the recorded run's images are all there)."""
     data = {"ImageNet-1k val": lambda root: imagenet_val(root=root),
-            **{n: (lambda root, n=n: ood_set(n, root=root)) for n in ood_sets}}
+            **{n: (lambda root, n=n: ood_set(n, root=root)) for n in ood_sets}, **(extra or {})}
     found = ensure_ready(ctx, [f for m in models for f in missing_files(ctx, m, text)], data,
                   ", ".join([*models, "ImageNet-1k val", *ood_sets]),
                   unset="ImageNet-1k val" + (" and the MOS sets" if ood_sets else ""))
-    return found.pop("ImageNet-1k val"), found
+    val = found.pop("ImageNet-1k val")
+    return val, {n: found[n] for n in ood_sets}
 
 
 class Ready(Exception):

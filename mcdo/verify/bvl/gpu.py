@@ -175,7 +175,8 @@ def bvl06_gpu(ctx: Context) -> list[Record]:
         ev = data[EVAL]
         feats = projection_image_features(enc, ev.images, kw["batch_size"], kw["device"]).to_cpu()
         names = _torchvision_names(ev).classnames if SETTINGS["classnames"] == "torchvision" else ev.classnames
-        classes = projection_text_features(enc, [SETTINGS["prompt"].format(c) for c in names]).embeddings.cpu()
+        classes = projection_text_features(enc, [SETTINGS["prompt"].format(c) for c in names], kw["batch_size"],
+                                           kw["device"]).embeddings.cpu()
         n, post = len(ev.labels), cal.bvlm.image
         n_val = max(1, int(n * al["val_fraction"]))
         splits = []

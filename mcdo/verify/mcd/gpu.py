@@ -30,7 +30,7 @@ from scipy.special import softmax
 from ... import env, scores
 from ... import stats as S
 from ...data import recorded as R
-from ...data.folders import ImageFiles, ImageList
+from ...data.folders import ImageFiles, ImageList, imagenet_val
 from ...dropout import firing_sites
 from ...errors import MissingData, MissingResource
 from ...reliability import degraded_traces, draw_images, run_trials
@@ -68,24 +68,50 @@ SEED_RUNS = {"MCD-08": ("clip_b32", 2, "photo"), "MCD-09": ("siglip2_b16", 1, "p
              "MCD-10": ("siglip2_b16", 1, None), "MCD-18": ("clip_b32", "reliability", "photo")}
 
 
-def select_images(ctx: Context, val: ImageList) -> tuple[list[Path], np.ndarray, str]:
-    """The recorded run's images when its trial files are available, else a seeded synset-balanced draw."""
+RECORDED_IMAGES = "the recorded run's ImageNet val images"
+
+
+def recorded_images(val: ImageList) -> tuple[list[Path], np.ndarray, str] | None:
+    """The recorded run's images in ``val`` with their labels, None without a recorded run (MCDO_RECORDED_DIR);
+    ``MissingData`` naming how many are not there. A validation image is identified by its file name
+    (ILSVRC2012_val_%08d.JPEG), the same in the synset and the flat + devkit layouts."""
     try:
         recorded = R.nested_trials("clip_b32", 64).paths
     except MissingResource:
-        recorded = None
-    if recorded is not None:
-        # a validation image is identified by its file name (ILSVRC2012_val_%08d.JPEG), the same in the synset
-        # and the flat + devkit layouts; the synset folder of a recorded path is not needed to find it
-        local = {p.name: (p, y) for p, y in zip(val.paths, val.labels)}
-        keys = [Path(str(q)).name for q in recorded]
-        missing = [k for k in keys if k not in local]
-        if missing:
-            raise MissingData(f"{len(missing)} of the recorded run's {len(keys)} ImageNet val images under {val.root} "
-                              f"(e.g. {missing[0]})", "use the full ImageNet-1k validation set, or unset "
-                              "MCDO_RECORDED_DIR to draw images from what is there")
-        chosen = [local[k] for k in keys]
-        return [p for p, _ in chosen], np.array([y for _, y in chosen]), f"the recorded run's {len(keys)} images"
+        return None
+    local = {p.name: (p, y) for p, y in zip(val.paths, val.labels)}
+    keys = [Path(str(q)).name for q in recorded]
+    missing = [k for k in keys if k not in local]
+    if missing:
+        raise MissingData(f"{len(missing)} of the recorded run's {len(keys)} ImageNet val images under {val.root} "
+                          f"(e.g. {missing[0]})", "use the full ImageNet-1k validation set, or unset "
+                          "MCDO_RECORDED_DIR to draw images from what is there")
+    chosen = [local[k] for k in keys]
+    return [p for p, _ in chosen], np.array([y for _, y in chosen]), f"the recorded run's {len(keys)} images"
+
+
+def _recorded_images_check(root: Path) -> str:
+    """The prerequisite check of the recorded run's images (``recorded_images``), before any model is loaded;
+    a missing ImageNet val is named by its own check."""
+    try:
+        val = imagenet_val(root=root)
+    except MissingResource:
+        return "not checked: ImageNet-1k val is missing"
+    chosen = recorded_images(val)
+    return ("not checked: no recorded run (MCDO_RECORDED_DIR): the claims draw their own images" if chosen is None
+            else f"all {len(chosen[0])} under {val.root}")
+
+
+def _require(ctx: Context, models: list[str], text: bool = False):
+    """``require`` of ImageNet val (no OOD set) for ``models``, with the recorded run's images checked too."""
+    return require(ctx, models, ood_sets=(), text=text, extra={RECORDED_IMAGES: _recorded_images_check})
+
+
+def select_images(ctx: Context, val: ImageList) -> tuple[list[Path], np.ndarray, str]:
+    """The recorded run's images when its trial files are available, else a seeded synset-balanced draw."""
+    chosen = recorded_images(val)
+    if chosen is not None:
+        return chosen
     return draw_images(val.paths, val.labels, GPU["per_synset"], GPU["n_synsets"], ctx.seed)
 
 
@@ -122,7 +148,7 @@ def reliability(ctx: Context, key: str) -> dict:
     name = model_name(ctx, key)
 
     def make():
-        val, _ = require(ctx, [name], ood_sets=())
+        val, _ = _require(ctx, [name])
         enc, _, backend = _model(ctx, key)
         paths, labels, source = select_images(ctx, val)
         subset = ImageList(val.name, val.root, tuple(paths), labels, val.layout)
@@ -169,7 +195,7 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
 
     def make():
         rel = reliability(ctx, key) if images == "reliability" else None
-        val, _ = require(ctx, [MODELS[key]], ood_sets=())
+        val, _ = _require(ctx, [MODELS[key]])
         enc, kw, backend = _model(ctx, key)
         if rel is not None:
             x, labels, u, source, failed = rel["x"], rel["labels"], rel["trials"][0], rel["config"]["images"], rel["failed"]
@@ -234,7 +260,7 @@ def mcd07(ctx: Context) -> list[Record]:
     in the same configuration and judged by its loss: a sigmoid-loss model should pass, a softmax one fail, any
     other gets its figures and no verdict."""
     if ctx.user_model:
-        require(ctx, [ctx.user_model], ood_sets=())
+        _require(ctx, [ctx.user_model])
         m = reliability(ctx, USER)
         spec = _model(ctx, USER)[0].spec
         config = dict(m["config"], user_model=True, inferred=dict(family=spec.family, loss=spec.loss,
@@ -242,7 +268,7 @@ def mcd07(ctx: Context) -> list[Record]:
                                                                   embed_dim=spec.embed_dim))
         loss = spec.loss if spec.loss in ("softmax", "sigmoid") else None
         return [gate_record("MCD-07", TIER, ctx.user_model, m["trials"], loss, ctx, config)]
-    require(ctx, list(MODELS.values()), ood_sets=())
+    _require(ctx, list(MODELS.values()))
     out = []
     for key in MODELS:
         m = reliability(ctx, key)
@@ -252,7 +278,7 @@ def mcd07(ctx: Context) -> list[Record]:
 
 def _rho_claim(ctx: Context, claim_id: str, what: str, harness_key: str) -> list[Record]:
     key = SEED_RUNS[claim_id][0]
-    require(ctx, [MODELS[key]], ood_sets=(), text=SEED_RUNS[claim_id][2] is not None)
+    _require(ctx, [MODELS[key]], text=SEED_RUNS[claim_id][2] is not None)
     m = seed_run(ctx, claim_id)
     other = m.entropy if what == "zero-shot entropy" else m.centroid_distance
     rec = rho_record(ctx, claim_id, m, other, what, TIER, MODELS[key])
@@ -312,7 +338,7 @@ def mcd12(ctx: Context) -> list[Record]:
 @evaluates("MCD-13", TIER)
 def mcd13(ctx: Context) -> list[Record]:
     """Effective rank of the per-image dropout covariance: CLIP B-32 above SigLIP2 B-16 (same images)."""
-    require(ctx, list(MODELS.values()), ood_sets=())
+    _require(ctx, list(MODELS.values()))
     return [erank_record(ctx, _blurred(ctx, "clip_b32"), _blurred(ctx, "siglip2_b16"), TIER,
                          f"{MODELS['clip_b32']} vs {MODELS['siglip2_b16']}", "CLIP", "SigLIP2")]
 
@@ -320,7 +346,7 @@ def mcd13(ctx: Context) -> list[Record]:
 @evaluates("MCD-18", TIER)
 def mcd18(ctx: Context) -> list[Record]:
     """CLIP B-32: AUROC of trace_pre for its own zero-shot errors (one prompt, the 500 images) above 0.5."""
-    require(ctx, [MODELS["clip_b32"]], ood_sets=(), text=True)
+    _require(ctx, [MODELS["clip_b32"]], text=True)
     rec = error_auroc_record(ctx, seed_run(ctx, "MCD-18"), TIER, MODELS["clip_b32"])
     try:
         h = harness_run(ctx, "clip_b32")
