@@ -108,6 +108,25 @@ def device() -> str:
     return check_device(f"cuda:{index % torch.cuda.device_count()}", "LOCAL_RANK")
 
 
+def full_fp32() -> str:
+    """Float32 products in full precision: TF32 off for CUDA matmuls and cuDNN convolutions (cuDNN allows TF32 by
+    default), so a claim run in float32 is float32 on every GPU. Returns the setting, as records state it."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return precision_setting()
+
+
+def precision_setting() -> str:
+    """The float32 setting in force: 'float32' when TF32 is off for both matmuls and convolutions, else which is on."""
+    import torch
+
+    tf32 = [n for n, on in (("matmul", torch.backends.cuda.matmul.allow_tf32),
+                            ("cuDNN convolutions", torch.backends.cudnn.allow_tf32)) if on]
+    return "float32" + (f" with TF32 allowed for {' and '.join(tf32)}" if tf32 else ", TF32 off")
+
+
 def cpu_allowed() -> bool:
     """``MCDO_ALLOW_CPU=1``: the gpu tier runs without a GPU (a rehearsal of the real files and layouts, e.g.
     with ``--limit``). Never implied: every gpu record of such a run says so in its config (``gpu_waived``)."""

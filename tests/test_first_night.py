@@ -229,3 +229,93 @@ def test_doctor_require_is_a_gate(data_root, hf_home, monkeypatch, capsys):
     assert main(["doctor", "--require", "gpu", "--id", "MCD-08"]) == 0
     assert "MCD-08  ready" in capsys.readouterr().out
     assert main(["doctor", "--require", "gpu", "--id", "NOPE-1"]) == 2
+
+
+# ------------------------------------------------------------------ 4, 5. every record says which weights ran, and how
+
+
+def test_weights_identity_names_the_checkpoint_file_and_its_hash(tmp_path):
+    import hashlib
+
+    from mcdo.models import load
+    from mcdo.models.identity import weights_identity
+    from mcdo.testing import save_open_clip_checkpoint
+
+    path = save_open_clip_checkpoint("mcdo-tiny-clip", tmp_path / "ft.pt")
+    ident = weights_identity(load(f"mcdo-tiny-clip:{path}", progress=False))
+    assert ident["file"] == str(path) and ident["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ident["arch"] == "mcdo-tiny-clip" and ident["image_size"] == 32
+    assert "Normalize(mean=" in ident["preprocessing"] and "Resize(" in ident["preprocessing"]
+    other = weights_identity(load(f"mcdo-tiny-clip:{save_open_clip_checkpoint('mcdo-tiny-clip', tmp_path / 'b.pt', 1)}",
+                                  progress=False))
+    assert other["tensors_sha256"] != ident["tensors_sha256"] and other["file_sha256"] != ident["file_sha256"]
+
+
+def test_weights_identity_reads_the_hub_revision(hf_home, tmp_path):
+    """A registry model's file in the hub layout: repo, the snapshot's commit and the file's SHA-256."""
+    import hashlib
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from mcdo.models.encoder import open_clip_encoder
+    from mcdo.models.identity import weights_identity
+    from mcdo.models.registry import REGISTRY
+
+    spec = REGISTRY["clip-vit-b-32"]
+    torch.manual_seed(0)
+    save_file(open_clip.create_model(spec.arch_name).state_dict(), tmp_path / "w.safetensors")
+    hub_repo("timm/vit_base_patch32_clip_224.openai", {"open_clip_model.safetensors": tmp_path / "w.safetensors"},
+             commit="c" * 40)
+    from mcdo.env import offline
+
+    with offline():
+        enc = open_clip_encoder(spec, True, "cpu")
+    ident = weights_identity(enc)
+    assert ident["repo"] == "timm/vit_base_patch32_clip_224.openai" and ident["revision"] == "c" * 40
+    assert ident["file_sha256"] == hashlib.sha256((tmp_path / "w.safetensors").read_bytes()).hexdigest()
+    assert ident["pretrained"] == "openai" and ident["arch"] == "ViT-B-32-quickgelu"
+    assert "interpolation=bicubic" in ident["preprocessing"]
+
+
+def test_gpu_records_state_weights_precision_and_a_waived_gpu(data_root, monkeypatch):
+    """MCD-07 on stand-ins with the GPU waived: each record names the weights that ran (the stand-in's, said to
+    stand in), the float32 setting, and that no GPU ran it."""
+    from mcdo.verify import engine
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    monkeypatch.setenv("MCDO_ALLOW_CPU", "1")
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)
+    ctx = engine.Context(n_boot=20, progress=False, pretrained=False,
+                         stand_ins={"clip-vit-b-32": "tiny-clip", "siglip2-vit-b-16": "tiny-siglip"})
+    recs = engine.evaluate("MCD-07", "gpu", ctx)
+    assert {r.model for r in recs} == {"clip-vit-b-32", "siglip2-vit-b-16"}
+    for r in recs:
+        w = r.config["weights"][r.model]
+        assert w["stand_in_for"] == r.model and w["name"] == ctx.stand_ins[r.model] and w["file"] is None
+        assert len(w["tensors_sha256"]) == 24 and w["preprocessing"]
+        assert r.config["precision"] == "float32, TF32 off"
+        assert r.config["gpu_waived"].startswith("MCDO_ALLOW_CPU=1")
+
+
+# ------------------------------------------------------------------ 6. the transformers backend is a departure
+
+
+def test_siglip2_through_transformers_is_a_declared_departure(data_root, monkeypatch):
+    """MCDO_SIGLIP2_BACKEND=hf changes the experiment (other dropout sites, other text cleaning): the record
+    lists the backend against the recorded run's open_clip, with its reason, never silently."""
+    from mcdo.verify import engine
+    from mcdo.verify.records import UNDECLARED
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    monkeypatch.setenv("MCDO_SIGLIP2_BACKEND", "hf")
+    monkeypatch.delenv("MCDO_RECORDED_DIR", raising=False)
+    ctx = engine.Context(n_boot=20, progress=False, pretrained=False, require_gpu=False,
+                         stand_ins={"siglip2-vit-b-16": "tiny-siglip"})
+    [rec] = engine.evaluate("MCD-05", "gpu", ctx)
+    dep = rec.departures["backend"]
+    assert dep["source"] == "open_clip" and dep["run"] == "hf" and dep["reason"] != UNDECLARED
+    assert "74 sites" in dep["reason"] and "dropout_sites" in rec.departures

@@ -57,7 +57,7 @@ def _load_classifier(name: str, pretrained: bool, device: str) -> Encoder:
         raise ValueError(f"{name} is an image classifier: it has no text tower")
 
     return Encoder(spec, "timm", model, model, timm.data.create_transform(**cfg), None, encode, no_text,
-                   lambda: 1.0, lambda: None, "an image classifier has no tokenizer")
+                   lambda: 1.0, lambda: None, "an image classifier has no tokenizer", pretrained)
 
 
 def head(enc: Encoder) -> tuple[np.ndarray, np.ndarray | None]:

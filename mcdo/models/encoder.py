@@ -42,6 +42,7 @@ class Encoder:
         return self._encode_text(tokens)
 
     tokenizer_error: str = ""  # why the tokenizer could not be built, when it could not
+    pretrained: bool = True  # False: the architecture with random weights (``load(..., pretrained=False)``)
 
     def projection_features(self, modality: str, inputs: Any):
         """Pre-projection activations, embeddings and the residual around the projection (``mcdo.models.heads``):
@@ -259,12 +260,15 @@ def load(name: str, pretrained: bool = True, backend: str | None = None, device:
         from .user import load_user
 
         with offline():
-            return load_user(spec, pretrained, device)
-    if spec.family == "proxy":
+            enc = load_user(spec, pretrained, device)
+    elif spec.family == "proxy":
         return _proxy(spec, seed, progress)
-    if spec.tiny and pretrained:
+    elif spec.tiny and pretrained:
         raise MissingWeights(f"{spec.name} is a toy architecture with no pretrained weights", "use pretrained=False")
-    from ..env import offline
+    else:
+        from ..env import offline
 
-    with offline():  # nothing is fetched over the network, whatever the caller's own Hugging Face settings
-        return _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)
+        with offline():  # nothing is fetched over the network, whatever the caller's own Hugging Face settings
+            enc = _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)
+    enc.pretrained = pretrained
+    return enc

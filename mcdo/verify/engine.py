@@ -58,6 +58,9 @@ class Context:
     # every data set a claim's prerequisite check looked for in this run: name -> what was found, or what is
     # missing and how to supply it (``mcdo doctor``'s data section, generated from the claims' own checks)
     data_seen: dict[str, str] = field(default_factory=dict)
+    # gpu tier: which weights ran, per registered model name (``models.identity.weights_identity``), stamped on
+    # every record that names the model
+    weights: dict[str, dict] = field(default_factory=dict)
     # recorded tier: judge a run that lacks the source's T at its own (a declared departure) instead of skipping
     recorded_own_T: bool = False
     # pytest claims --strict-tier TIER / MCDO_STRICT=1: a claim of these tiers that skips fails the run
@@ -111,10 +114,21 @@ def implemented() -> set[tuple[str, str]]:
     return set(_EVALUATORS)
 
 
-def _gpu_waived() -> bool:
+def _stamp_gpu(r: Record, ctx: Context) -> None:
+    """What a gpu record must say of how it ran: the weights of every model it names (``Context.weights``), the
+    float32 setting, and a waived GPU (``MCDO_ALLOW_CPU=1``)."""
+    import re
+
     import torch
 
-    return env.cpu_allowed() and not torch.cuda.is_available()
+    named = set(re.split(r"\s+vs\s+|[,\s]+", r.model)) | {str(r.config.get("model", ""))} \
+        | set(map(str, r.config.get("models", []) or []))
+    weights = {m: w for m, w in ctx.weights.items() if m in named}
+    if weights:
+        r.config.setdefault("weights", weights)
+    r.config.setdefault("precision", env.precision_setting())
+    if env.cpu_allowed() and not torch.cuda.is_available():
+        r.config["gpu_waived"] = "MCDO_ALLOW_CPU=1: run without a CUDA GPU (a rehearsal, not the source's setting)"
 
 
 def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Record]:
@@ -141,8 +155,8 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         r.elapsed_s = round(elapsed / len(records), 3)
         r.expected = r.expected or claim.expected
         r.config.setdefault("seed", ctx.seed)
-        if tier == "gpu" and r.verdict != SKIPPED and _gpu_waived():
-            r.config["gpu_waived"] = "MCDO_ALLOW_CPU=1: run without a CUDA GPU (a rehearsal, not the source's setting)"
+        if tier == "gpu" and r.verdict != SKIPPED:
+            _stamp_gpu(r, ctx)
         if r.verdict != SKIPPED:
             r.departures = departures(claim_id, tier, r.config, r.departures)
     return records

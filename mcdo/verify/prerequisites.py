@@ -128,9 +128,17 @@ def load_model(ctx: Context, model: str):
             torch.manual_seed(ctx.seed)
         return load(stand_in.name, pretrained=ctx.pretrained, backend=backend, device=device, progress=ctx.progress)
 
+    def make_identity():
+        from ..models.identity import weights_identity
+
+        return dict(weights_identity(ctx.cached(f"model/{model}/{backend}/{device}", make)),
+                    **({"stand_in_for": model} if model in ctx.stand_ins else {}))
+
     enc = ctx.cached(f"model/{model}/{backend}/{device}", make)  # loaded once per run, shared by the claims
-    return enc, dict(batch_size=ctx.batch_size, device=device, workers=env.default_workers(8),
-                     precision="amp" if device.startswith("cuda") else "fp32", progress=ctx.progress)
+    ctx.weights[model] = ctx.cached(f"identity/{model}/{backend}/{device}", make_identity)
+    env.full_fp32()  # one precision for every comparison of the gpu tier: float32, no TF32 (stated in each record)
+    return enc, dict(batch_size=ctx.batch_size, device=device, workers=env.default_workers(8), precision="fp32",
+                     progress=ctx.progress)
 
 
 def stand_in_config(ctx: Context, model: str) -> dict:

@@ -111,16 +111,21 @@ EXPECT: dict[str, dict[str, Expect | tuple[Expect, ...]]] = {
 
 _MCD_RUN = dict(p=0.01, T=64, trials=10, n_images=500, data="ImageNet-1k val", mode="as_published",
                 score="trace_pre")
+# the recorded run's backend (open_clip) and, for each model, the dropout sites its 'as_published' wrapping gives
+# there (counted on the architecture: transformers' SigLIP2 wraps 75 and fires 74)
+_CLIP_B32 = dict(model="clip-vit-b-32", backend="open_clip", dropout_sites={"wrapped": 36, "firing": 24})
+_SIGLIP2_B16 = dict(model="siglip2-vit-b-16", backend="open_clip", dropout_sites={"wrapped": 53, "firing": 53})
 SOURCE: dict[str, dict] = {
-    "MCD-03": dict(_MCD_RUN, model="clip-vit-b-32"), "MCD-04": dict(_MCD_RUN, model="clip-vit-b-32"),
-    "MCD-05": dict(_MCD_RUN, model="siglip2-vit-b-16"), "MCD-06": dict(_MCD_RUN, model="siglip2-vit-b-16"),
-    "MCD-07": dict(_MCD_RUN), "MCD-14": dict(_MCD_RUN), "MCD-15": dict(_MCD_RUN, T=[16, 64]),
-    "MCD-08": dict(_MCD_RUN, model="clip-vit-b-32", n_images=2000, trials=1),
-    "MCD-09": dict(_MCD_RUN, model="siglip2-vit-b-16", n_images=1000, trials=1),
-    "MCD-10": dict(_MCD_RUN, model="siglip2-vit-b-16", n_images=1000, trials=1),
-    "MCD-11": dict(_MCD_RUN, model="clip-vit-b-32", degradation="blur_r5"),
-    "MCD-12": dict(_MCD_RUN, model="siglip2-vit-b-16", degradation="blur_r15"),
-    "MCD-13": dict(_MCD_RUN), "MCD-18": dict(_MCD_RUN, model="clip-vit-b-32", trials=1),  # the investigation: 1 trial
+    "MCD-03": dict(_MCD_RUN, **_CLIP_B32), "MCD-04": dict(_MCD_RUN, **_CLIP_B32),
+    "MCD-05": dict(_MCD_RUN, **_SIGLIP2_B16), "MCD-06": dict(_MCD_RUN, **_SIGLIP2_B16),
+    "MCD-07": dict(_MCD_RUN, backend="open_clip"), "MCD-14": dict(_MCD_RUN), "MCD-15": dict(_MCD_RUN, T=[16, 64]),
+    "MCD-08": dict(_MCD_RUN, **_CLIP_B32, n_images=2000, trials=1),
+    "MCD-09": dict(_MCD_RUN, **_SIGLIP2_B16, n_images=1000, trials=1),
+    "MCD-10": dict(_MCD_RUN, **_SIGLIP2_B16, n_images=1000, trials=1),
+    "MCD-11": dict(_MCD_RUN, **_CLIP_B32, degradation="blur_r5"),
+    "MCD-12": dict(_MCD_RUN, **_SIGLIP2_B16, degradation="blur_r15"),
+    "MCD-13": dict(_MCD_RUN, backend="open_clip"),
+    "MCD-18": dict(_MCD_RUN, **_CLIP_B32, trials=1),  # the investigation: 1 trial
     # the recorded run's 500 images: 5 of each of 100 synsets; blur as PIL's Gaussian radius, in pixels
     "MCD-reliability-run": dict(n_synsets=100, per_synset=5, blur_radius={"light": 5, "heavy": 15}),
     "ICL-03": dict(keep=0.2),
@@ -195,5 +200,10 @@ DEPARTURES: dict[str | tuple[str, str], dict[str, str]] = {
     "gpu": {
         "model": "a stand-in (tests) or the user's model in place of the seed's",
         "n_images": "the images present under MCDO_DATA_ROOT (or the recorded run's own)",
+        "backend": "MCDO_SIGLIP2_BACKEND=hf: transformers' SigLIP2, not the recorded run's open_clip: its dropout "
+                   "fires at 74 sites (open_clip's 53) and its tokenizer neither lower-cases the text nor strips "
+                   "punctuation as open_clip's does",
+        "dropout_sites": "another backend or architecture than the recorded run's (MCDO_SIGLIP2_BACKEND=hf, a "
+                         "stand-in, or the user's model): the dropout wraps and fires at other sites",
     },
 }

@@ -45,7 +45,14 @@ def _finetuned(ctx: Context):
             torch.manual_seed(ctx.seed)
         return load_classifier(name, pretrained=ctx.pretrained, device=env.device())
 
-    return ctx.cached(f"classifier/{name}/{env.device()}", make)
+    enc = ctx.cached(f"classifier/{name}/{env.device()}", make)
+    if FINETUNED_CLIP not in ctx.weights:
+        from ...models.identity import weights_identity
+
+        ctx.weights[FINETUNED_CLIP] = dict(weights_identity(enc),
+                                           **({"stand_in_for": FINETUNED_CLIP} if name != FINETUNED_CLIP else {}))
+    env.full_fp32()
+    return enc
 
 
 def _require(ctx: Context, data: str):
