@@ -1,0 +1,95 @@
+"""The nightly GPU workflow and its first night (issue 33): the workflow's steps, a benchmark step that is safe
+with an empty store, and the install pinned to what CI ran. actionlint itself runs in ``.ci/run``."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "nightly-gpu.yml"
+
+
+@pytest.fixture(scope="module")
+def steps():
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["claims-gpu"]
+    assert job["env"]["MCDO_STRICT"] == "1"
+    return job["steps"]
+
+
+def _runs(steps) -> list[str]:
+    return [s["run"] for s in steps if "run" in s]
+
+
+def test_workflow_runs_the_gate_the_claims_and_the_first_night_safe_benchmarks_in_order(steps):
+    runs = _runs(steps)
+    order = ["-c constraints.txt", "mcdo doctor --require gpu", "pytest claims -m gpu", "scripts/nightly_bench.py"]
+    at = [next(i for i, r in enumerate(runs) if key in r) for key in order]
+    assert at == sorted(at), runs
+    assert not any("--benchmark-compare" in r for r in runs)  # only through nightly_bench, which checks for a baseline
+
+
+def test_workflow_uploads_reports_and_benchmarks_when_a_step_failed(steps):
+    upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload and all(s.get("if") == "${{ always() }}" for s in upload)
+    gather = [s for s in steps if "run" in s and "reports/benchmarks" in s["run"]]
+    assert gather and gather[0]["if"] == "${{ always() }}"
+    assert "reports/" in upload[0]["with"]["path"]
+
+
+def test_workflow_mcdo_commands_parse(steps):
+    """Each ``mcdo`` command of the workflow is one the CLI accepts (a renamed option fails here, not at night)."""
+    from mcdo.cli import build_parser
+
+    parser, _ = build_parser()
+    for run in _runs(steps):
+        for line in run.splitlines():
+            if line.strip().startswith("mcdo "):
+                parser.parse_args(line.split()[1:])
+
+
+@pytest.mark.slow
+def test_benchmark_step_saves_a_baseline_on_the_first_night_and_compares_after(tmp_path):
+    """With an empty store: three runs, the last saved, the gate from scripts/bench_noise.py; the next night
+    compares with it. (The plain recipe, ``--benchmark-compare`` on an empty store, exits 4.)"""
+    store = tmp_path / "bench"
+    select = ["--", "-k", "tiny-clip-T1-b1-naive_fp32", "-q", "-p", "no:randomly"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "nightly_bench.py"), "--storage", str(store), *select]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "first night: baseline saved" in first.stdout
+    assert re.fullmatch(r"\d+%\n", (store / "gate.txt").read_text())
+    assert len(list(store.glob("*/0001_*.json"))) == 1 and len(list((store / "noise").glob("run*.json"))) == 3
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    said = second.stdout + second.stderr
+    assert "--benchmark-compare-fail=min:" in said and "Comparing against benchmarks from" in said
+    assert len(list(store.glob("*/0002_*.json"))) == 1
+
+
+def test_install_is_pinned_to_what_ci_ran():
+    """Every dependency of the package and its test extra is pinned in constraints.txt, each pin admitted by the
+    package's own range, and the README's install and .ci/run both use it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in meta["dependencies"] + meta["optional-dependencies"]["test"]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+    assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' -c constraints.txt" in (ROOT / "README.md").read_text()
