@@ -127,7 +127,7 @@ def erank_record(ctx, a, b, tier: str, model: str, name_a: str, name_b: str) -> 
     return Record("MCD-13", tier, model, dec.verdict, d, ci,
                   expected=f"erank({name_a}) - erank({name_b}) {dec.expected}",
                   reason=f"mean effective rank {name_a} {a.effective_rank.mean():.2f} vs {name_b} "
-                         f"{b.effective_rank.mean():.2f} (T=64 samples, same images)",
+                         f"{b.effective_rank.mean():.2f} (T={a.config.get('T', '?')} samples, same images)",
                   config=dict(a.config, model=model))
 
 

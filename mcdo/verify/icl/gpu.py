@@ -154,7 +154,7 @@ def icl03(ctx: Context) -> list[Record]:
                    float(kept.mean() - full.mean()), ci,
                    expected=f"top-1 change >= -{SETTINGS['accuracy_drop']:g} keeping {k} of {dims} directions",
                    reason=f"top-1 {full.mean():.4f} -> {kept.mean():.4f} keeping the top {k} of {dims} directions "
-                          f"of the 1000-class head (they hold {100 * energy:.1f}% of its squared singular values); "
+                          f"of the {len(d['head'])}-class head (they hold {100 * energy:.1f}% of its squared singular values); "
                           "curve: " + ", ".join(f"{100 * f:g}% {a:.3f}" for f, a in curve.items())
                           + f"; paired bootstrap CI over images. Importance read as S_i E|<v_i, h>| (ours); read "
                             f"as S_i |E<v_i, h>| the change is {alt_change:+.4f}",

@@ -226,6 +226,13 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
     return ctx.cached(f"mcd-gpu-seed/{claim_id}", make)
 
 
+def _n_openai() -> int:
+    """How many prompt templates the harness configuration's 'openai' set holds (80 in open_clip's list)."""
+    from ...zeroshot import templates
+
+    return len(templates("openai"))
+
+
 def harness_run(ctx: Context, key: str) -> dict:
     """The harness's own configuration: the reliability images, first trial, CLIP's 80-template heads."""
     def make():
@@ -290,8 +297,9 @@ def _rho_claim(ctx: Context, claim_id: str, what: str, harness_key: str) -> list
     rho_h = rho(h["uncertainty"], h[harness_key])
     ci_h = S.bootstrap_ci(rho, h["uncertainty"], h[harness_key], n_boot=ctx.n_boot, seed=ctx.seed)
     rec.details["harness_configuration"] = dict(
-        images=reliability(ctx, key)["config"]["images"], templates="openai (80)", rho=rho_h, ci=ci_h)
-    rec.reason += (f"; harness configuration ({rec.details['harness_configuration']['images']}, CLIP's 80 templates): "
+        images=reliability(ctx, key)["config"]["images"], templates=f"openai ({_n_openai()})", rho=rho_h, ci=ci_h)
+    rec.reason += (f"; harness configuration ({rec.details['harness_configuration']['images']}, CLIP's {_n_openai()} "
+                   "templates): "
                    f"{rho_h:.3f} [{ci_h[0]:.3f}, {ci_h[1]:.3f}]")
     return [rec]
 
@@ -355,6 +363,8 @@ def mcd18(ctx: Context) -> list[Record]:
         return [rec]
     if 0 < h["error"].sum() < h["error"].size:
         auc = S.auroc(h["uncertainty"], h["error"])
-        rec.details["harness_configuration"] = dict(templates="openai (80)", auroc=auc, accuracy=h["accuracy"])
-        rec.reason += f"; harness configuration (CLIP's 80 templates, accuracy {h['accuracy']:.3f}): AUROC {auc:.3f}"
+        rec.details["harness_configuration"] = dict(templates=f"openai ({_n_openai()})", auroc=auc,
+                                                    accuracy=h["accuracy"])
+        rec.reason += (f"; harness configuration (CLIP's {_n_openai()} templates, accuracy {h['accuracy']:.3f}): "
+                       f"AUROC {auc:.3f}")
     return [rec]
