@@ -21,6 +21,9 @@ def pytest_addoption(parser):
                      help="also run the model-parametrised gpu claims on this model (repeatable; MCDO_MODELS "
                           "takes a comma-separated list): a registry name, ARCH:TAG or ARCH:/path/ckpt.pt "
                           "(open_clip), hf-hub:ORG/NAME, ORG/NAME or a folder (transformers)")
+    parser.addoption("--limit", type=int, default=None, metavar="N",
+                     help="a smoke run of the gpu tier (as mcdo claims --limit): at most N images per data set, the "
+                          "fewest MC trials; a gpu claim passes when its chain completes, none is judged")
 
 
 def user_models(config) -> list[str]:
@@ -74,7 +77,10 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def ctx(request) -> Context:
-    return Context(seed=0, progress=False, strict_tiers=frozenset(strict_tiers(request.config)))
+    limit = request.config.getoption("--limit")
+    if limit is not None and limit < 1:
+        raise pytest.UsageError(f"--limit {limit}: give a positive number of images")
+    return Context(seed=0, progress=False, strict_tiers=frozenset(strict_tiers(request.config)), limit=limit)
 
 
 @pytest.fixture(scope="session")
@@ -84,5 +90,6 @@ def sink() -> list:
 
 def pytest_sessionfinish(session, exitstatus):
     if _RECORDS:
-        out = Path(os.environ.get("MCDO_PYTEST_REPORT_DIR", "reports/pytest"))
+        default = "reports/pytest" + ("-smoke" if session.config.getoption("--limit") else "")
+        out = Path(os.environ.get("MCDO_PYTEST_REPORT_DIR", default))
         report.write(_RECORDS, out)

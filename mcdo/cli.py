@@ -44,8 +44,11 @@ def _claims(args: argparse.Namespace) -> int:
         print(f"mcdo claims: nothing selected: {', '.join(sorted(args.id or []))} on tier(s) {', '.join(tiers)} "
               "(`mcdo claims --list` shows each claim's tiers)", file=sys.stderr)
         return 2
-    ctx = engine.Context(seed=args.seed, progress=not args.quiet, recorded_own_T=args.recorded_own_T)
+    ctx = engine.Context(seed=args.seed, progress=not args.quiet, recorded_own_T=args.recorded_own_T,
+                         limit=args.limit)
     out = Path(args.out)
+    if args.limit and args.out == "reports":  # a smoke run never merges into the real report
+        out = out / "smoke"
     run_id, key = datetime.datetime.now().isoformat(sep=" ", timespec="milliseconds"), claims_run_key(args)
     from . import journal as claims_journal
 
@@ -113,6 +116,14 @@ def _claims(args: argparse.Namespace) -> int:
     if failed:
         print(f"evaluator errors (tracebacks above): {', '.join(failed)}", file=sys.stderr)
         return 1
+    if args.limit:  # a smoke run passes when every selected gpu claim's chain completed
+        incomplete = sorted({f"{r.id} ({r.reason[:160]})" for r in records if r.tier == "gpu" and r.verdict == "skipped"
+                             and r.reason != "not implemented"})
+        if incomplete:
+            print(f"smoke run: {len(incomplete)} gpu claim(s) did not complete: " + "; ".join(incomplete),
+                  file=sys.stderr)
+            return 1
+        print(f"smoke run (--limit {args.limit}): every selected gpu claim's chain completed; no claim was judged")
     return 0
 
 
@@ -123,13 +134,25 @@ def verdict_line(r) -> str:
             + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number of images")
+    return n
+
+
 def claims_run_key(args: argparse.Namespace) -> dict:
     """What makes two runs' records interchangeable for ``--resume``: the commit (with its dirty flag) and every
     setting that changes a record."""
     from . import env
 
     return dict(commit=env.git_commit(), seed=args.seed, recorded_own_T=args.recorded_own_T,
-                **{v: os.environ.get(v, "") for v in ("MCDO_RECORDED_DIR", "MCDO_DATA_ROOT", "MCDO_DEVICE")})
+                **({"limit": args.limit} if getattr(args, "limit", None) else {}),
+                **{v: os.environ.get(v, "") for v in ("MCDO_RECORDED_DIR", "MCDO_DATA_ROOT", "MCDO_DEVICE",
+                                                      "MCDO_ALLOW_CPU")})
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -188,6 +211,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--resume", action="store_true",
                    help="reuse the records that claims.jsonl already holds for the same commit and settings (a "
                         "killed run's journal) and evaluate only the rest (default: start afresh)")
+    p.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="a smoke run of the gpu tier: at most N images per data set and the fewest MC trials; "
+                        "records say 'smoke run' (never a verdict on the claim), written under OUT/smoke; exits 1 "
+                        "unless every selected gpu claim's chain completed (default: the full run)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
     from .ood_cli import add_parser as add_ood

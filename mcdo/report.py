@@ -15,7 +15,8 @@ from .verify import catalog
 from .verify.records import SKIPPED, Record
 
 _MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "❔ inconclusive",
-         "consistent with source": "☑ consistent with source", "skipped": "⏭ skipped"}
+         "consistent with source": "☑ consistent with source", "skipped": "⏭ skipped",
+         "smoke run": "⚙ smoke run (the chain ran on shrunk data; no verdict)"}
 
 
 def _fmt(x) -> str:
@@ -78,7 +79,7 @@ def _header(records: list[Record], wall_s: float | None, runs: dict[str, dict]) 
 
 
 _SYMBOL = {"reproduced": "✅", "not reproduced": "❌", "inconclusive": "❔", "consistent with source": "☑",
-           "skipped": "⏭"}
+           "skipped": "⏭", "smoke run": "⚙"}
 
 
 def short(statement: str, width: int = 64) -> str:

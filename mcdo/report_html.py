@@ -60,7 +60,7 @@ countFigures();
 
 # symbols every system font has (the markdown's emoji need an emoji font a headless machine may lack)
 SYMBOLS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "consistent with source": "☑",
-           "skipped": "○"}
+           "skipped": "○", "smoke run": "⚙"}
 
 
 def _cell(count, registered: bool) -> str:

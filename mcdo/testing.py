@@ -217,3 +217,39 @@ def hub_tokenizer(repo: str, work: Path | str, vocab_size: int = 512, cache: Pat
     folder = Path(work) / repo.replace("/", "--")
     train_siglip_tokenizer(folder, vocab_size)
     return hub_repo(repo, {p.name: p for p in folder.iterdir() if p.is_file()}, cache=cache)
+
+
+def make_food_folders(root: Path | str, names: tuple[str, ...] = ("apple pie", "ramen", "sushi"), per_class: int = 6,
+                      seed: int = 0) -> Path:
+    """Food-101 as extracted (``food-101/images/<class>/*.jpg`` with ``meta/test.txt``), and the image-caption
+    sets of BayesVLM's gpu claims: ``bayes-hessian`` as class folders, ``bayes-hessian-alt`` with a
+    ``captions.tsv``."""
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split in ("food-101/images", "bayes-hessian", "bayes-hessian-alt"):
+        for c in names:
+            folder = root / split / c.replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    meta = root / "food-101" / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "test.txt").write_text("".join(f"{c.replace(' ', '_')}/{i}\n" for c in names for i in range(per_class)))
+    rows = [f"{c.replace(' ', '_')}/{i}.jpg\ta picture of {c} number {i}" for c in names for i in range(per_class)]
+    (root / "bayes-hessian-alt" / "captions.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def make_gpu_data_root(root: Path | str, seed: int = 0) -> Path:
+    """Every data set a gpu-tier claim reads, a few images each, in the layouts mcdo documents: ImageNet val
+    synset folders and the four MOS sets (``make_image_folders``), Food-101 and the BayesVLM caption sets
+    (``make_food_folders``), the probe's ``otoliths`` (``make_probe_folder``) and Broden's ``broden1_224``."""
+    from .signatures import broden
+
+    root = make_image_folders(root, seed)
+    make_food_folders(root, seed=seed)
+    make_probe_folder(root / "otoliths", seed=seed)
+    broden.write_fake(root, n=24, seed=seed)
+    return root

@@ -35,6 +35,12 @@ class Broden:
     names: list[str]
     unreadable_masks: int
 
+    def limited(self, n: int) -> "Broden":
+        """The first ``n`` images (a smoke run's Broden)."""
+        import dataclasses
+
+        return dataclasses.replace(self, paths=self.paths[:n], present=self.present[:n])
+
 
 def _mask_labels(path: Path) -> set[int]:
     from PIL import Image

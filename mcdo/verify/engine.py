@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .. import env
 from ..errors import MissingResource
 from . import catalog
-from .records import SKIPPED, Record, departures
+from .records import SKIPPED, SMOKE, Record, departures
 
 Evaluator = Callable[["Context"], list[Record]]
 _EVALUATORS: dict[tuple[str, str], Evaluator] = {}
@@ -61,6 +61,9 @@ class Context:
     # gpu tier: which weights ran, per registered model name (``models.identity.weights_identity``), stamped on
     # every record that names the model
     weights: dict[str, dict] = field(default_factory=dict)
+    # --limit N: a smoke run of the gpu tier: every data set shrunk to at most N images (``prerequisites.shrink``),
+    # the fewest MC trials the statistics need; each record's verdict is 'smoke run', the shrink its departures
+    limit: int | None = None
     # recorded tier: judge a run that lacks the source's T at its own (a declared departure) instead of skipping
     recorded_own_T: bool = False
     # pytest claims --strict-tier TIER / MCDO_STRICT=1: a claim of these tiers that skips fails the run
@@ -157,6 +160,14 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         r.config.setdefault("seed", ctx.seed)
         if tier == "gpu" and r.verdict != SKIPPED:
             _stamp_gpu(r, ctx)
+            if ctx.limit:
+                r.config["limit"] = ctx.limit
+                r.details["verdict_had_it_run_whole"] = r.verdict
+                r.verdict = SMOKE
         if r.verdict != SKIPPED:
             r.departures = departures(claim_id, tier, r.config, r.departures)
+            if tier == "gpu" and ctx.limit:
+                r.departures["limit"] = {"source": None, "run": ctx.limit, "reason": (
+                    f"smoke run (--limit {ctx.limit}): at most {ctx.limit} images per data set and the fewest MC "
+                    "trials the statistics need; the chain is checked, the claim is not judged")}
     return records

@@ -20,6 +20,7 @@ NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 CONSISTENT = "consistent with source"  # the source's own summary figure checked, not recomputed from data
 SKIPPED = "skipped"
+SMOKE = "smoke run"  # a --limit run: the chain completed on shrunk data; says nothing of the claim
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, CONSISTENT, SKIPPED)
 
 

@@ -203,6 +203,9 @@ DEPARTURES: dict[str | tuple[str, str], dict[str, str]] = {
         "backend": "MCDO_SIGLIP2_BACKEND=hf: transformers' SigLIP2, not the recorded run's open_clip: its dropout "
                    "fires at 74 sites (open_clip's 53) and its tokenizer neither lower-cases the text nor strips "
                    "punctuation as open_clip's does",
+        "T": "a smoke run (--limit): 4 passes per trial",
+        "trials": "a smoke run (--limit): the fewest trials the statistics take (3)",
+        "folds": "a smoke run (--limit): as many folds as the smallest class keeps images",
         "dropout_sites": "another backend or architecture than the recorded run's (MCDO_SIGLIP2_BACKEND=hf, a "
                          "stand-in, or the user's model): the dropout wraps and fires at other sites",
     },

@@ -62,6 +62,8 @@ def _published(ctx: Context, model: str):
 def _require(ctx: Context, model: str, sets: tuple[str, ...]) -> dict:
     """Every missing GPU, weight / tokenizer file and folder at once, or the folders' data sets."""
     data = {n: (lambda root, n=n: (labelled_folder if n == EVAL else pairs_folder)(root / n)) for n in sets}
+    if EVAL in data:
+        data[EVAL].min_per_class = 2  # a smoke run keeps two of each class: BVL-06 splits the set in halves
     return ensure_ready(ctx, missing_files(ctx, model, text=True), data, ", ".join([model, *sets]))
 
 

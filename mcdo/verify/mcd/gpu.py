@@ -39,7 +39,7 @@ from ...zeroshot import classifier, model_cache_id, image_transform, imagenet_cl
 from ..builders import (FIGURE_CLAIMS, blur_record, erank_record, error_auroc_record, figure_record, gate_record, rho,
                         rho_record)
 from ..engine import Context, evaluates
-from ..prerequisites import load_model, require, stand_in_config
+from ..prerequisites import SMOKE_PASSES, SMOKE_TRIALS, load_model, require, stand_in_config
 from ..proxy_measure import ProxyMeasure
 from ..records import Record
 from ..sources import SOURCE
@@ -104,12 +104,13 @@ def _recorded_images_check(root: Path) -> str:
 
 def _require(ctx: Context, models: list[str], text: bool = False):
     """``require`` of ImageNet val (no OOD set) for ``models``, with the recorded run's images checked too."""
-    return require(ctx, models, ood_sets=(), text=text, extra={RECORDED_IMAGES: _recorded_images_check})
+    extra = {} if ctx.limit else {RECORDED_IMAGES: _recorded_images_check}  # a smoke run draws from what it keeps
+    return require(ctx, models, ood_sets=(), text=text, extra=extra)
 
 
 def select_images(ctx: Context, val: ImageList) -> tuple[list[Path], np.ndarray, str]:
     """The recorded run's images when its trial files are available, else a seeded synset-balanced draw."""
-    chosen = recorded_images(val)
+    chosen = None if ctx.limit else recorded_images(val)
     if chosen is not None:
         return chosen
     return draw_images(val.paths, val.labels, GPU["per_synset"], GPU["n_synsets"], ctx.seed)
@@ -137,7 +138,7 @@ def _model(ctx: Context, key: str):
 
 def _sample_kw(ctx: Context, enc) -> dict:
     g = GPU
-    return dict(T=g["T"], p=g["p"], mode=g["mode"], batch_size=g["batch_size"], max_rows=g["max_rows"],
+    return dict(T=SMOKE_PASSES if ctx.limit else g["T"], p=g["p"], mode=g["mode"], batch_size=g["batch_size"], max_rows=g["max_rows"],
                 dtype=g["dtype"], progress=ctx.progress, model_name=model_cache_id(enc),
                 cache_dir=env.cache_dir() / "samples")
 
@@ -155,13 +156,15 @@ def reliability(ctx: Context, key: str) -> dict:
         transform = image_transform(enc)
         x, failed = _load(subset, transform)
         kw = _sample_kw(ctx, enc)
-        run = run_trials(enc.vision_tower, x, range(GPU["trials"]), keep_first=True, **kw)
+        n_trials = SMOKE_TRIALS if ctx.limit else GPU["trials"]
+        run = run_trials(enc.vision_tower, x, range(n_trials), keep_first=True, **kw)
         trials = run.traces
         degraded = {level: _load(subset, lambda im, r=radius: transform(im.filter(ImageFilter.GaussianBlur(r))))[0]
                     for level, radius in GPU["blur_radius"].items()}
         blurred = degraded_traces(enc.vision_tower, degraded, seed=0, **kw)
         bad = set(failed)
-        config = dict(model=name, **{k: v for k, v in GPU.items() if k not in ("n_synsets", "per_synset")},
+        config = dict(model=name, **{k: v for k, v in GPU.items() if k not in ("n_synsets", "per_synset", "trials", "T")},
+                      trials=n_trials, T=SMOKE_PASSES if ctx.limit else GPU["T"],
                       images=source, n_images=int(x.shape[0]), unreadable=len(failed), unreadable_files=failed[:20],
                       score="trace_pre", **backend, **stand_in_config(ctx, name))
         return dict(trials=trials, x=x, labels=np.array([y for p, y in zip(paths, labels) if str(p) not in bad]),
@@ -208,7 +211,8 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
             u = scores.trace_pre(mc_sample(enc.vision_tower, x, seed=0, **_sample_kw(ctx, enc)))
         f = _features(enc, x, kw["device"])
         centroid = f.mean(0) / np.linalg.norm(f.mean(0))
-        config = dict(model=MODELS[key], T=GPU["T"], p=GPU["p"], mode=GPU["mode"], trials=1, images=source,
+        T = SMOKE_PASSES if ctx.limit else GPU["T"]
+        config = dict(model=MODELS[key], T=T, p=GPU["p"], mode=GPU["mode"], trials=1, images=source,
                       n_images=int(x.shape[0]), unreadable=len(failed), score="trace_pre", trial="the first",
                       configuration="the recorded investigation's (prelim_investigation.json)",
                       prompt=None if prompts is None else "a photo of a {}", **backend,
@@ -220,7 +224,7 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
             entropy, pred = _entropy(probs), probs.argmax(1)
             error, accuracy = (pred != labels).astype(int), float((pred == labels).mean())
             config["zero_shot_accuracy"] = accuracy
-        return ProxyMeasure(enc.spec.loss, ctx.seed, accuracy, {GPU["T"]: u[None]}, u, entropy, error,
+        return ProxyMeasure(enc.spec.loss, ctx.seed, accuracy, {T: u[None]}, u, entropy, error,
                             1.0 - f @ centroid, np.array([]), {}, config)
 
     return ctx.cached(f"mcd-gpu-seed/{claim_id}", make)

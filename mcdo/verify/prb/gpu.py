@@ -48,8 +48,17 @@ def _probe_require(ctx: Context):
         except MissingResource as e:
             raise MissingResource(f"{what}: {e.what}", layout) from e
 
+    find.min_per_class = 2  # a smoke run keeps two of each label: the fewest a stratified CV takes
     return ensure_ready(ctx, [f for m in PRB04_MODELS for f in missing_files(ctx, m)], {what: find},
                  ", ".join([*PRB04_MODELS, PRB04_SETTINGS["folder"]]), how_data=layout)[what]
+
+
+def _folds(ctx: Context, data) -> int:
+    """The source's 10 folds; in a smoke run (``--limit``) as many as the smallest class has images (at least 2)."""
+    if not ctx.limit:
+        return PRB04_SETTINGS["folds"]
+    counts = np.unique(np.asarray(data.labels), return_counts=True)[1]
+    return int(max(2, min(PRB04_SETTINGS["folds"], counts.min())))
 
 
 def prb04_comparison(ctx: Context):
@@ -66,7 +75,7 @@ def prb04_comparison(ctx: Context):
             if readable is not None and not np.array_equal(ok, readable):
                 raise RuntimeError(f"{m} read other images than {PRB04_MODELS[0]}: the folds would differ")
             readable = ok
-        return pipeline.run(feats, data, readable, PRB04_SETTINGS["folds"], seed=ctx.seed,
+        return pipeline.run(feats, data, readable, _folds(ctx, data), seed=ctx.seed,
                             alpha=PRB04_SETTINGS["alpha"], n_unreadable=len(data.labels) - len(readable))
 
     return ctx.cached("prb-gpu/probe", make)
@@ -92,7 +101,7 @@ def prb04(ctx: Context) -> list[Record]:
                                      f"{comp.k}-fold stratified CV; accuracy {rb.mean('accuracy'):.3f}+-"
                                      f"{rb.sd('accuracy'):.3f} vs {ra.mean('accuracy'):.3f}+-{ra.sd('accuracy'):.3f}; "
                                      f"{ct.describe()}; {pt.describe()}",
-                              config=dict(PRB04_SETTINGS, probe=probe, models=list(PRB04_MODELS),
+                              config=dict(PRB04_SETTINGS, probe=probe, models=list(PRB04_MODELS), folds=comp.k,
                                           **stand_in_config(ctx, m)),
                               details=pipeline.as_dict(comp)))
     return out
