@@ -36,7 +36,7 @@ def _machine() -> list[str]:
         spm = "MISSING: pip install sentencepiece protobuf (SigLIP's tokenizer)"
     home = os.environ.get("HF_HOME")
     return [f"GPU: {gpu}",
-            f"Hugging Face cache: {hf_cache()} (HF_HOME {'=' + home if home else 'unset'}); downloads "
+            f"Hugging Face cache: {hf_cache()} (HF_HOME{'=' + home if home else ' unset'}); downloads "
             + ("allowed (MCDO_ALLOW_DOWNLOAD=1)" if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1"
                else "off: set MCDO_ALLOW_DOWNLOAD=1 once on a machine with network to fetch what is missing"),
             f"SigLIP tokenizer libraries: {spm}",

@@ -8,6 +8,7 @@ gpu-tier pipelines runs on a CPU in seconds, e.g. ``mcdo ood --model tiny-siglip
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,54 @@ def make_gpu_data_root(root: Path | str, seed: int = 0) -> Path:
     make_probe_folder(root / "otoliths", seed=seed)
     broden.write_fake(root, n=24, seed=seed)
     return root
+
+
+def hub_model(name: str, work: Path | str, seed: int = 0, dtype: str = "float16",
+              cache: Path | str | None = None) -> list[Path]:
+    """A registered model as a real download leaves it in the Hugging Face cache, with random weights of its real
+    architecture (drawn after ``torch.manual_seed(seed)``, stored in ``dtype`` as the published files often are):
+    open_clip's weights file (``open_clip_model.safetensors``, or the file the pretrained entry names) and
+    ``open_clip_config.json`` in the repo open_clip's pretrained entry names, the tokenizer's files where the
+    architecture has a Hugging Face tokenizer (``hub_tokenizer``); for a timm classifier (``timm:<name>`` or the
+    fine-tuned CLIP) its ``model.safetensors`` only, as ``timm.create_model(..., pretrained=True)`` fetches it.
+    Nothing an online load alone would write. Returns the snapshot folders written."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from .models.files import timm_repo
+    from .models.registry import REGISTRY
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    cast = getattr(torch, dtype)
+    torch.manual_seed(seed)
+    if name.startswith("timm:") or name not in REGISTRY:
+        import timm
+
+        arch = name.removeprefix("timm:")
+        state = timm.create_model(arch).state_dict()
+        save_file({k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}, work / "model.safetensors")
+        return [hub_repo(timm_repo(arch), {"model.safetensors": work / "model.safetensors"}, cache=cache)]
+    import open_clip
+
+    spec = REGISTRY[name]
+    cfg = open_clip.get_pretrained_cfg(spec.arch_name, spec.pretrained)
+    repo, filename = os.path.split(cfg["hf_hub"])
+    model = open_clip.create_model(spec.arch_name)
+    state = {k: v.contiguous().to(cast) if v.is_floating_point() else v.contiguous()
+             for k, v in model.state_dict().items()}
+    del model
+    weights = work / f"{name}.safetensors"
+    save_file(state, weights)
+    del state
+    config = {"model_cfg": open_clip.get_model_config(spec.arch_name),
+              "preprocess_cfg": {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}}
+    snaps = [hub_repo(repo, {filename or "open_clip_model.safetensors": weights,
+                             "open_clip_config.json": json.dumps(config).encode()}, cache=cache)]
+    weights.unlink()
+    tok = (config["model_cfg"] or {}).get("text_cfg", {}).get("hf_tokenizer_name")
+    if tok:
+        snaps.append(hub_tokenizer(tok, work, cache=cache))
+    return snaps

@@ -69,7 +69,8 @@ def weights_identity(enc, transform=None) -> dict:
 
     spec = enc.spec
     out = dict(name=spec.name, backend=enc.backend, arch=spec.arch_name, pretrained=spec.pretrained,
-               hf_id=spec.hf_id, image_size=spec.image_size, tensors_sha256=weights_fingerprint(enc.model))
+               hf_id=spec.hf_id if enc.backend == "hf" else None, image_size=spec.image_size,
+               tensors_sha256=weights_fingerprint(enc.model))
     repo, path = weights_file(enc)
     if path:
         out.update(repo=repo, revision=_snapshot_commit(path), file=path, file_sha256=file_sha256(path))

@@ -137,11 +137,10 @@ def _describe(found: Any) -> str:
     if hasattr(getattr(found, "images", None), "root"):  # a labelled set or image-caption pairs: its image list
         found = found.images
     parts = []
-    if hasattr(found, "__len__"):
-        parts.append(f"{len(found)} files")
-    for attr, word in (("n_classes", "classes"),):
-        if getattr(found, attr, None):
-            parts.append(f"{getattr(found, attr)} {word}")
+    if hasattr(found, "__len__") or hasattr(found, "paths"):
+        parts.append(f"{len(found) if hasattr(found, '__len__') else len(found.paths)} files")
+    if (getattr(found, "n_classes", 0) or 0) > 1:
+        parts.append(f"{found.n_classes} classes")
     root = getattr(found, "root", None)
     return ", ".join(parts) + (f" at {root}" if root else "") + (f" ({found.layout})" if getattr(found, "layout", None)
                                                                    else "")
