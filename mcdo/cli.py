@@ -167,6 +167,11 @@ def _doctor(args: argparse.Namespace) -> int:
     from . import doctor
     from .verify import engine
 
+    if args.model and not args.fetch:
+        print("mcdo doctor: --model is for --fetch (your own model's files)", file=sys.stderr)
+        return 2
+    if args.fetch:
+        doctor.fetch(args.model or [])
     if args.id and not args.require:
         print("mcdo doctor: --id needs --require TIER", file=sys.stderr)
         return 2
@@ -239,6 +244,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                         "(default: report only, exit 0)")
     d.add_argument("--id", action="append", help="with --require gpu: only these claims (repeatable; default: "
                                                  "every implemented gpu-tier claim)")
+    d.add_argument("--fetch", action="store_true",
+                   help="on a machine with network: first download every weight and tokenizer file the registry's "
+                        "models (and --model) need and the Hugging Face cache lacks, in the hub's layout, so that "
+                        "the offline loads find them (default: look only)")
+    d.add_argument("--model", action="append", metavar="SPEC",
+                   help="with --fetch: your own model's files too (a --model spec; repeatable; default: none)")
     d.set_defaults(func=_doctor)
     for command in sub.choices.values():
         say_defaults(command)

@@ -162,3 +162,54 @@ def recorded_unready() -> dict[str, str]:
     except MissingResource as e:
         return {"MCDO_RECORDED_DIR": f"{e.what}: {e.how}"}
     return {}
+
+
+TOKENIZER_PATTERNS = ("tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt", "added_tokens.json")
+
+
+def fetch(extra_models: list[str] | tuple[str, ...] = (), say=print) -> list[str]:
+    """``mcdo doctor --fetch``: download every weight and tokenizer file the offline loads will look for and the
+    cache lacks (the registry's models through their backends, the fine-tuned classifier, and ``extra_models``
+    given as ``--model`` specs), into the Hugging Face cache in the hub's own layout. What is already cached is
+    not fetched again. Returns what was fetched; a file the hub does not have is named, the rest still fetched."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from .env import online
+    from .model_specs import get_spec
+    from .models.classifier import FINETUNED_CLIP
+    from .models.files import HF_WEIGHTS, hub_file, needed_files, timm_repo, user_files
+
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []  # (what, repo, files) not cached
+    for spec in REGISTRY.values():
+        if spec.family == "proxy" or spec.tiny:
+            continue
+        wanted += [(n.what, n.repo, n.files) for n in needed_files(spec, resolve_backend(spec, None)) if not n.present]
+    repo = timm_repo(FINETUNED_CLIP)
+    if not hub_file(repo, HF_WEIGHTS):
+        wanted.append(("weights", repo, HF_WEIGHTS))
+    for name in extra_models:
+        wanted += [(n.what, n.repo, n.files) for n in user_files(get_spec(name)) if not n.present]
+    got, failed = [], []
+    with online():
+        for what, repo, files in dict.fromkeys(wanted):
+            try:
+                if what == "tokenizer":
+                    snapshot_download(repo, allow_patterns=list(TOKENIZER_PATTERNS))
+                    got.append(f"{repo} tokenizer")
+                    continue
+                for i, f in enumerate(files):
+                    try:
+                        hf_hub_download(repo, f)
+                        got.append(f"{repo}/{f}")
+                        break
+                    except Exception:  # noqa: BLE001  (this name is not in the repo: try the next)
+                        if i == len(files) - 1:
+                            raise
+            except Exception as e:  # noqa: BLE001  (named, the others still fetched)
+                failed.append(f"{repo} {what}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    for g in got:
+        say(f"fetched {g}")
+    for f in failed:
+        say(f"NOT FETCHED {f}")
+    say(f"mcdo doctor --fetch: {len(got)} fetched, {len(failed)} not fetched, into {hf_cache()}")
+    return got

@@ -214,6 +214,27 @@ def offline():
                 os.environ[k] = v
 
 
+@contextmanager
+def online():
+    """The reverse of ``offline`` for what runs inside: Hugging Face's hub may be reached (``mcdo doctor
+    --fetch`` only, asked for by its flag), restored afterwards."""
+    saved_env = {k: os.environ.pop(k, None) for k in _OFFLINE_VARS}
+    saved_flags = []
+    for module, flag in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("transformers.utils.hub", "_is_offline_mode")):
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, flag):
+            saved_flags.append((mod, flag, getattr(mod, flag)))
+            setattr(mod, flag, False)
+    try:
+        yield
+    finally:
+        for mod, flag, value in saved_flags:
+            setattr(mod, flag, value)
+        for k, v in saved_env.items():
+            if v is not None:
+                os.environ[k] = v
+
+
 PROVENANCE_PACKAGES = ("mcdo", "torch", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-learn")
 
 

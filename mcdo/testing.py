@@ -305,3 +305,99 @@ def hub_model(name: str, work: Path | str, seed: int = 0, dtype: str = "float16"
     if tok:
         snaps.append(hub_tokenizer(tok, work, cache=cache))
     return snaps
+
+
+def serve_hub(repos: dict[str, dict[str, bytes]], commit: str = "b" * 40):
+    """A stand-in for the Hugging Face hub on loopback (no network): ``repos`` maps a repo id to its files. It
+    answers what ``hf_hub_download`` and ``snapshot_download`` ask (a file's metadata and bytes under
+    ``/<repo>/resolve/<revision>/<file>``, a repo's commit and files under ``/api/models/<repo>/revision/<rev>``
+    and ``/api/models/<repo>/tree/<rev>``)
+    and 404 with the hub's error code otherwise. Returns the running server; point ``HF_ENDPOINT`` at
+    ``f"http://127.0.0.1:{server.server_port}"`` and call ``server.shutdown()`` when done. ``server.asked`` lists
+    the paths requested."""
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _answer(self, body: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            asked.append(f"{self.command} {path}")
+            if path.startswith("/api/models/") and "/revision/" in path:
+                repo = path[len("/api/models/"):].split("/revision/", 1)[0]
+                if repo not in repos:
+                    return self._missing("RepositoryNotFound", body)
+                data = json.dumps({"id": repo, "sha": commit,
+                                   "siblings": [{"rfilename": f} for f in sorted(repos[repo])]}).encode()
+                return self._send(200, data, {"Content-Type": "application/json"}, body)
+            if path.startswith("/api/models/") and "/tree/" in path:
+                repo = path[len("/api/models/"):].split("/tree/", 1)[0]
+                if repo not in repos:
+                    return self._missing("RepositoryNotFound", body)
+                data = json.dumps([{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                   for f, b in sorted(repos[repo].items())]).encode()
+                return self._send(200, data, {"Content-Type": "application/json"}, body)
+            if "/resolve/" in path:
+                repo, rest = path.lstrip("/").split("/resolve/", 1)
+                name = rest.split("/", 1)[1] if "/" in rest else ""
+                if repo not in repos:
+                    return self._missing("RepositoryNotFound", body)
+                if name not in repos[repo]:
+                    return self._missing("EntryNotFound", body)
+                data = repos[repo][name]
+                return self._send(200, data, {"X-Repo-Commit": commit,
+                                              "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}, body)
+            return self._missing("EntryNotFound", body)
+
+        def _missing(self, code: str, body: bool) -> None:
+            self._send(404, b"not found", {"X-Error-Code": code, "X-Error-Message": code}, body)
+
+        def _send(self, status: int, data: bytes, headers: dict, body: bool) -> None:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_HEAD(self):  # noqa: N802
+            self._answer(False)
+
+        def do_GET(self):  # noqa: N802
+            self._answer(True)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    server.asked = asked
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def hub_hf_port(name: str, work: Path | str, cache: Path | str | None = None) -> Path:
+    """The transformers checkpoint of a registered SigLIP model (its ``hf_id``) in the hub layout, holding the
+    vision weights of the open_clip file ``hub_model(name)`` wrote (ported by ``models.port``; the text tower random):
+    one fabricated weight set in both layouts, so that the two backends' features agree as the real checkpoints'
+    should. Call after ``hub_model(name, ...)``."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import SiglipConfig, SiglipModel
+
+    from .models.files import needed_files
+    from .models.port import openclip_siglip_to_hf
+    from .models.registry import REGISTRY
+
+    spec = REGISTRY[name]
+    [weights] = [n for n in needed_files(spec, "open_clip") if n.what == "weights" and n.present]
+    visual = {k[len("visual."):]: v.float() for k, v in load_file(weights.path).items() if k.startswith("visual.")}
+    torch.manual_seed(0)
+    model = SiglipModel(SiglipConfig(vision_config=spec.hf_config["vision"], text_config=spec.hf_config["text"]))
+    model.vision_model.load_state_dict(openclip_siglip_to_hf(visual, spec.hf_config["vision"]["num_hidden_layers"]),
+                                       strict=True)
+    folder = Path(work) / f"{name}-hf"
+    model.half().save_pretrained(folder)
+    return hub_repo(spec.hf_id, {p.name: p for p in folder.iterdir() if p.is_file()}, cache=cache)

@@ -319,3 +319,44 @@ def test_siglip2_through_transformers_is_a_declared_departure(data_root, monkeyp
     dep = rec.departures["backend"]
     assert dep["source"] == "open_clip" and dep["run"] == "hf" and dep["reason"] != UNDECLARED
     assert "74 sites" in dep["reason"] and "dropout_sites" in rec.departures
+
+
+# ------------------------------------------------------------------ the doctor as a fetcher, against a stand-in hub
+
+
+def test_doctor_fetch_leaves_a_cache_the_offline_loads_read(hf_home, tmp_path, monkeypatch, capsys):
+    """``mcdo doctor --fetch`` against a hub on loopback: what the registry needs and the hub has is fetched (a
+    weights file, a tokenizer as a partial snapshot), the doctor then finds it and the tokenizer loads offline;
+    what the hub lacks is named; nothing cached is asked for twice."""
+    from huggingface_hub import constants
+
+    from mcdo.cli import main
+    from mcdo.models.files import needed_files
+    from mcdo.models.registry import REGISTRY
+    from mcdo.testing import serve_hub, train_siglip_tokenizer
+
+    tok = {p.name: p.read_bytes() for p in train_siglip_tokenizer(tmp_path / "tok") and (tmp_path / "tok").iterdir()}
+    hub = serve_hub({"timm/ViT-B-16-SigLIP": {"open_clip_model.safetensors": b"weights", "README.md": b"card",
+                                              "open_clip_config.json": b"{}", **tok},
+                     "timm/vit_base_patch32_clip_224.openai": {"open_clip_model.safetensors": b"w32"}})
+    try:
+        endpoint = f"http://127.0.0.1:{hub.server_port}"
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        for name in dir(constants):
+            if name.endswith("URL_TEMPLATE"):
+                monkeypatch.setattr(constants, name, getattr(constants, name).replace("https://huggingface.co",
+                                                                                      endpoint))
+        assert main(["doctor", "--fetch"]) == 0
+        out = capsys.readouterr().out
+        assert "fetched timm/ViT-B-16-SigLIP/open_clip_model.safetensors" in out
+        assert "fetched timm/ViT-B-16-SigLIP tokenizer" in out
+        assert "fetched timm/vit_base_patch32_clip_224.openai/open_clip_model.safetensors" in out
+        assert "NOT FETCHED laion/CLIP-ViT-B-32-laion2B-s34B-b79K weights" in out  # not on this hub: named
+        assert "ok      siglip-vit-b-16 [open_clip]" in out  # the report after the fetch, offline
+        files = needed_files(REGISTRY["siglip-vit-b-16"], "open_clip")
+        assert all(n.present for n in files), [n.describe() for n in files]
+        before = len(hub.asked)
+        assert main(["doctor", "--fetch"]) == 0
+        assert not any("ViT-B-16-SigLIP/" in a for a in hub.asked[before:]), hub.asked[before:]  # cached: not asked again
+    finally:
+        hub.shutdown()

@@ -73,7 +73,8 @@ def test_doctor_lists_models_data_and_claims(data_root, monkeypatch, capsys):
         assert f"\n{c:7s} " in out
     status = {line[:7].strip(): line[8:] for line in out.splitlines() if line[:4] in {"MCD-", "OOD-", "BVL-", "ICL-",
                                                                                    "PRB-"}}
-    assert status["MCD-16"] == "not implemented"
+    # MCD-16 reads SigLIP2 through both backends: both weight sets are named
+    assert "timm/ViT-B-16-SigLIP2" in status["MCD-16"] and "google/siglip2-base-patch16-224" in status["MCD-16"]
     assert "openai_ft_in1k" in status["ICL-01"] and "clip-vit-b-16" in status["ICL-01"]  # both models' weights
     assert "broden1_224" in status["ICL-04"] and "otoliths" in status["PRB-04"]
     assert "a CUDA GPU" in status["MCD-03"] and "timm/vit_base_patch32_clip_224.openai" in status["MCD-03"]

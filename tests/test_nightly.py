@@ -27,7 +27,8 @@ def _runs(steps) -> list[str]:
 
 def test_workflow_runs_the_gate_the_claims_and_the_first_night_safe_benchmarks_in_order(steps):
     runs = _runs(steps)
-    order = ["-c constraints.txt", "mcdo doctor --require gpu", "pytest claims -m gpu", "scripts/nightly_bench.py"]
+    order = ["-c constraints.txt", "mcdo doctor --require gpu", "--limit 2", "pytest claims -m gpu",
+             "scripts/nightly_bench.py"]
     at = [next(i for i, r in enumerate(runs) if key in r) for key in order]
     assert at == sorted(at), runs
     assert not any("--benchmark-compare" in r for r in runs)  # only through nightly_bench, which checks for a baseline

@@ -6,12 +6,12 @@ set in its documented layout (``make_gpu_data_root``), the GPU waived by ``MCDO_
 Built and loaded from that layout: CLIP B-32 (openai and LAION-2B), CLIP B-16, SigLIP B-16, SigLIP2 B-16 and the
 fine-tuned CLIP B-16 classifier (timm). Carried end to end on them (load, MC passes, statistics, record, report) by
 ``mcdo claims --tier gpu --limit 2``: the claims whose chain needs no 1000-class zero-shot head, MCD-03..07,
-MCD-11..13, BVL-03..06 and ICL-04. The others (MCD-08..10, MCD-18, OOD-03..08, ICL-01..03, PRB-04/05) encode
+MCD-11..13, BVL-03..06 and ICL-04, and MCD-16 with SigLIP2's one fabricated weight set written in both layouts
+(open_clip's and transformers', ``hub_hf_port``), whose features must then agree. The others (MCD-08..10, MCD-18, OOD-03..08, ICL-01..03, PRB-04/05) encode
 1000 classes x 1 or 80 prompts, one to eighty minutes per model on a 2-core CPU: their chains run on random-weight
 stand-ins at ``--limit 2`` (``tests/test_smoke_run.py``) and their models' loading is checked here. The models
 too large to build at CI's size (CLIP L-14-336, the three SO400M) are checked for configuration only: the repo
-and file open_clip resolves for them, and their tokenizers loading offline from the hub layout. MCD-16's gpu tier
-is not implemented.
+and file open_clip resolves for them, and their tokenizers loading offline from the hub layout.
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ pytestmark = [pytest.mark.rehearsal, pytest.mark.slow]
 
 BUILT = ("clip-vit-b-32", "clip-vit-b-32-laion2b", "clip-vit-b-16", "siglip-vit-b-16", "siglip2-vit-b-16")
 CONFIG_ONLY = ("clip-vit-l-14-336", "siglip-so400m-14-384", "siglip2-so400m-14-378", "siglip2-so400m-16-384")
-CARRIED = ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07", "MCD-11", "MCD-12", "MCD-13",
+CARRIED = ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07", "MCD-11", "MCD-12", "MCD-13", "MCD-16",
            "BVL-03", "BVL-04", "BVL-05", "BVL-06", "ICL-04")
 
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory):
     """The user's machine: a Hugging Face cache filled as the hub leaves it, and the data root."""
-    from mcdo.testing import hub_model, hub_tokenizer, make_gpu_data_root
+    from mcdo.testing import hub_hf_port, hub_model, hub_tokenizer, make_gpu_data_root
 
     base = tmp_path_factory.mktemp("rehearsal")
     mp = pytest.MonkeyPatch()
@@ -44,6 +44,7 @@ def machine(tmp_path_factory):
     for name in BUILT:
         snapshots[name] = hub_model(name, base / "work")
     snapshots[FINETUNED_CLIP] = hub_model(f"timm:{FINETUNED_CLIP}", base / "work")
+    snapshots["siglip2-vit-b-16 (transformers)"] = hub_hf_port("siglip2-vit-b-16", base / "work")
     import open_clip
 
     from mcdo.models.registry import REGISTRY
@@ -148,4 +149,7 @@ def test_smoke_run_on_the_real_layout(machine, tmp_path, monkeypatch, capsys):
         for w in weights.values():
             assert w["file_sha256"] and w["revision"] == "a" * 40 and w["preprocessing"]
         assert r["config"]["precision"] == "float32, TF32 off" and "MCDO_ALLOW_CPU=1" in r["config"]["gpu_waived"]
+    [m16] = [r for r in records if r["id"] == "MCD-16"]  # one weight set in both layouts: the features agree
+    assert m16["details"]["verdict_had_it_run_whole"] == "reproduced", m16["reason"]
+    assert set(m16["config"]["weights"]) == {"siglip2-vit-b-16 (open_clip)", "siglip2-vit-b-16 (hf)"}
     print(out.out[-4000:])

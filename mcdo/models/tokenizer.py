@@ -15,17 +15,18 @@ import os
 from typing import Callable
 
 
-def cached_snapshot(repo: str) -> str | None:
-    """The folder of ``repo``'s cached snapshot (its ``main`` revision, else the only one), or None when the
-    Hugging Face cache holds none. A look-up only."""
+def cached_snapshot(repo: str, probe: tuple[str, ...] = ("tokenizer_config.json", "open_clip_config.json",
+                                                          "config.json")) -> str | None:
+    """The folder of ``repo``'s cached snapshot (its ``main`` revision) that holds one of ``probe``, or None when
+    the Hugging Face cache holds none. A look-up only: a snapshot holding only some of the repo's files (a
+    download of single files) counts, which ``snapshot_download(local_files_only=True)`` refuses once the hub's
+    file list is cached."""
     if os.path.isdir(repo):
         return repo
-    from huggingface_hub import snapshot_download
+    from .files import hub_file
 
-    try:
-        return snapshot_download(repo, local_files_only=True)
-    except Exception:  # not cached, or not a repo id
-        return None
+    hit = hub_file(repo, probe)
+    return os.path.dirname(hit) if hit else None
 
 
 def open_clip_tokenizer(arch_name: str) -> Callable:

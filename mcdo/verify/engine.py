@@ -126,7 +126,7 @@ def _stamp_gpu(r: Record, ctx: Context) -> None:
 
     named = set(re.split(r"\s+vs\s+|[,\s]+", r.model)) | {str(r.config.get("model", ""))} \
         | set(map(str, r.config.get("models", []) or []))
-    weights = {m: w for m, w in ctx.weights.items() if m in named}
+    weights = {m: w for m, w in ctx.weights.items() if m.split(" (", 1)[0] in named}  # "name (backend)" too
     if weights:
         r.config.setdefault("weights", weights)
     r.config.setdefault("precision", env.precision_setting())

@@ -65,6 +65,11 @@ EXPECT: dict[str, dict[str, Expect | tuple[Expect, ...]]] = {
                "icc_at_snr15": _e("value", 0.94, "SNR 15 -> ~0.94", "math")},
     "MCD-15": {"snr_ratio": _e("value", 1.0, "SNR(T) ~ T: predicted / measured = 1"),
                "noise_exponent": _e("value", 1.0, "trial noise ~ 1/T", "math")},
+    # mcdo's own reading of "same architecture and feature dimension" on real weights: the two checkpoints are
+    # conversions of one model, so each image's features agree in direction (a conversion error, a wrong pooling
+    # head or another activation moves the cosine well below this)
+    "MCD-16": {"feature_cosine": _e("above", 0.999, "features agree: cosine > 0.999 on every image (mcdo's reading)",
+                                    "gpu")},
     "MCD-17": {"icc_gap": _e("above", 0.0, "ICC(sigmoid) > ICC(softmax)"),
                "rho_gap": _e("above", 0.0, "rho_entropy(softmax) > rho_entropy(sigmoid)")},
     "MCD-18": {"auroc": _e("above", 0.5, "> 0.5 (recorded work: 0.57)")},

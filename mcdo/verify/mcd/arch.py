@@ -39,7 +39,7 @@ def mcd01(ctx: Context) -> list[Record]:
     return out
 
 
-def _siglip_dims_open_clip(enc) -> dict:
+def siglip_dims_open_clip(enc) -> dict:
     tr = enc.vision_tower.trunk
     return dict(width=tr.embed_dim, depth=len(tr.blocks), heads=tr.blocks[0].attn.num_heads,
                 mlp=tr.blocks[0].mlp.fc1.out_features, patch=tr.patch_embed.patch_size[0],
@@ -47,7 +47,7 @@ def _siglip_dims_open_clip(enc) -> dict:
                 vision_params=sum(p.numel() for p in enc.vision_tower.parameters()))
 
 
-def _siglip_dims_hf(enc) -> dict:
+def siglip_dims_hf(enc) -> dict:
     c = enc.model.config.vision_config
     return dict(width=c.hidden_size, depth=c.num_hidden_layers, heads=c.num_attention_heads,
                 mlp=c.intermediate_size, patch=c.patch_size, image_size=c.image_size,
@@ -67,10 +67,10 @@ def mcd16(ctx: Context) -> list[Record]:
     # each backend's model is loaded whole (its loader is under test) and kept for its vision tower only: the text
     # towers (a 256k-token embedding, 1.1 GB each) are let go before the next load (peak 5.9 -> ~2 GB here)
     oc = load(spec.name, pretrained=False, backend="open_clip")
-    d_oc, vision_oc = _siglip_dims_open_clip(oc), oc.vision_tower
+    d_oc, vision_oc = siglip_dims_open_clip(oc), oc.vision_tower
     del oc
     hf = load(spec.name, pretrained=False, backend="hf")
-    d_hf, vision_hf, config = _siglip_dims_hf(hf), hf.vision_tower, hf.model.config.vision_config
+    d_hf, vision_hf, config = siglip_dims_hf(hf), hf.vision_tower, hf.model.config.vision_config
     del hf
     same = d_oc == d_hf
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))

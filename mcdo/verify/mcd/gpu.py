@@ -372,3 +372,11 @@ def mcd18(ctx: Context) -> list[Record]:
         rec.reason += (f"; harness configuration (CLIP's {_n_openai()} templates, accuracy {h['accuracy']:.3f}): "
                        f"AUROC {auc:.3f}")
     return [rec]
+
+
+@evaluates("MCD-16", TIER)
+def mcd16(ctx: Context) -> list[Record]:
+    """SigLIP2 B-16's published weights through open_clip and transformers agree (``mcd/backends.py``)."""
+    from .backends import backend_record
+
+    return [backend_record(ctx)]
