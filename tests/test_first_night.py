@@ -360,3 +360,24 @@ def test_doctor_fetch_leaves_a_cache_the_offline_loads_read(hf_home, tmp_path, m
         assert not any("ViT-B-16-SigLIP/" in a for a in hub.asked[before:]), hub.asked[before:]  # cached: not asked again
     finally:
         hub.shutdown()
+
+
+# ------------------------------------------------------------------ 9. fixed strings follow the settings
+
+
+def test_record_texts_follow_the_settings():
+    """The effective-rank record names the T its samples had (it said 'T=64' whatever ran), and the template
+    count the harness configuration states is the template set's own."""
+    from types import SimpleNamespace
+
+    from mcdo.verify.builders import erank_record
+    from mcdo.verify.engine import Context
+    from mcdo.verify.mcd.gpu import openai_template_count
+    from mcdo.zeroshot import templates
+
+    rng = np.random.default_rng(0)
+    a = SimpleNamespace(effective_rank=rng.uniform(2, 3, 20), config={"T": 16})
+    b = SimpleNamespace(effective_rank=rng.uniform(1, 2, 20), config={"T": 16})
+    rec = erank_record(Context(n_boot=50), a, b, "gpu", "m", "x", "y")
+    assert "(T=16 samples" in rec.reason and "T=64" not in rec.reason
+    assert openai_template_count() == len(templates("openai"))

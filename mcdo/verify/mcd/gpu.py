@@ -230,7 +230,7 @@ def seed_run(ctx: Context, claim_id: str) -> ProxyMeasure:
     return ctx.cached(f"mcd-gpu-seed/{claim_id}", make)
 
 
-def _n_openai() -> int:
+def openai_template_count() -> int:
     """How many prompt templates the harness configuration's 'openai' set holds (80 in open_clip's list)."""
     from ...zeroshot import templates
 
@@ -301,8 +301,8 @@ def _rho_claim(ctx: Context, claim_id: str, what: str, harness_key: str) -> list
     rho_h = rho(h["uncertainty"], h[harness_key])
     ci_h = S.bootstrap_ci(rho, h["uncertainty"], h[harness_key], n_boot=ctx.n_boot, seed=ctx.seed)
     rec.details["harness_configuration"] = dict(
-        images=reliability(ctx, key)["config"]["images"], templates=f"openai ({_n_openai()})", rho=rho_h, ci=ci_h)
-    rec.reason += (f"; harness configuration ({rec.details['harness_configuration']['images']}, CLIP's {_n_openai()} "
+        images=reliability(ctx, key)["config"]["images"], templates=f"openai ({openai_template_count()})", rho=rho_h, ci=ci_h)
+    rec.reason += (f"; harness configuration ({rec.details['harness_configuration']['images']}, CLIP's {openai_template_count()} "
                    "templates): "
                    f"{rho_h:.3f} [{ci_h[0]:.3f}, {ci_h[1]:.3f}]")
     return [rec]
@@ -367,9 +367,9 @@ def mcd18(ctx: Context) -> list[Record]:
         return [rec]
     if 0 < h["error"].sum() < h["error"].size:
         auc = S.auroc(h["uncertainty"], h["error"])
-        rec.details["harness_configuration"] = dict(templates=f"openai ({_n_openai()})", auroc=auc,
+        rec.details["harness_configuration"] = dict(templates=f"openai ({openai_template_count()})", auroc=auc,
                                                     accuracy=h["accuracy"])
-        rec.reason += (f"; harness configuration (CLIP's {_n_openai()} templates, accuracy {h['accuracy']:.3f}): "
+        rec.reason += (f"; harness configuration (CLIP's {openai_template_count()} templates, accuracy {h['accuracy']:.3f}): "
                        f"AUROC {auc:.3f}")
     return [rec]
 
