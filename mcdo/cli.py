@@ -53,6 +53,13 @@ def _claims(args: argparse.Namespace) -> int:
     from . import journal as claims_journal
 
     journal = claims_journal.Journal(out / "claims.jsonl", key, resume=args.resume)
+    if journal.damaged or journal.incomplete:  # said, and those pairs evaluated again
+        print(f"mcdo claims --resume: {out / 'claims.jsonl'}: "
+              + (f"line(s) {', '.join(map(str, journal.damaged[:10]))} damaged or cut short; " if journal.damaged
+                 else "")
+              + (f"{len(journal.incomplete)} pair(s) without all their records "
+                 f"({', '.join(f'{c}/{t}' for c, t in journal.incomplete[:10])}): evaluated again"
+                 if journal.incomplete else "no pair lost a record"), file=sys.stderr)
     old, old_figures = report.read(out)
     weights = claims_journal.work(pairs, old)
     records, t0, failed = [], time.perf_counter(), []

@@ -15,31 +15,54 @@ TIER_WORK = {"math": 3.0, "arch": 3.0, "recorded": 5.0, "proxy": 60.0, "gpu": 2.
 
 
 class Journal:
+    """The journal of one run. With ``resume``, the records of the earlier run with the same ``key``: a (claim,
+    tier) pair counts as done only when every one of its records is there (each line carries its pair's record
+    count and its place in it), so a line cut by a kill or a full disk, or one damaged later, makes its pair be
+    evaluated again; ``damaged`` names such lines (1-based) and ``incomplete`` their pairs."""
+
     def __init__(self, path: Path, key: dict, resume: bool = False) -> None:
         self.path, self.key = Path(path), key
         self.done: dict[tuple[str, str], list[Record]] = {}
-        lines: dict[tuple[str, str], list[str]] = {}
+        self.damaged: list[int] = []
+        self.incomplete: list[tuple[str, str]] = []
+        lines: dict[tuple[str, str], dict[int, str]] = {}
+        found: dict[tuple[str, str], dict[int, Record]] = {}
+        counts: dict[tuple[str, str], int] = {}
         if resume and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            for number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
                 try:
                     d = json.loads(line)
-                except ValueError:  # the line a kill cut short
+                    if not isinstance(d, dict):
+                        raise ValueError("not a record")
+                    if d.pop("resume_key", None) != key:
+                        continue
+                    count, index = int(d.pop("pair_count")), int(d.pop("pair_index"))
+                    r = Record.from_dict(d)
+                except (ValueError, KeyError, TypeError):  # a line a kill cut short, or damaged since
+                    self.damaged.append(number)
                     continue
-                if not isinstance(d, dict) or d.pop("resume_key", None) != key:
-                    continue
-                r = Record.from_dict(d)
-                self.done.setdefault((r.id, r.tier), []).append(r)
-                lines.setdefault((r.id, r.tier), []).append(line)
-            for pair in [p for p, rs in self.done.items() if any(r.reason.startswith("evaluator error") for r in rs)]:
-                del self.done[pair], lines[pair]
+                pair = (r.id, r.tier)
+                counts[pair] = count
+                found.setdefault(pair, {})[index] = r
+                lines.setdefault(pair, {})[index] = line
+            for pair, got in found.items():
+                if set(got) != set(range(counts[pair])):
+                    self.incomplete.append(pair)
+                elif not any(r.reason.startswith("evaluator error") for r in got.values()):
+                    self.done[pair] = [got[i] for i in range(counts[pair])]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(line + "\n" for ls in lines.values() for line in ls), encoding="utf-8")
+        kept = "".join(lines[p][i] + "\n" for p in self.done for i in range(len(self.done[p])))
+        tmp = self.path.with_name(self.path.name + ".tmp")  # replaced whole: a full disk never leaves half of it
+        tmp.write_text(kept, encoding="utf-8")
+        os.replace(tmp, self.path)
 
     def append(self, records: list[Record]) -> None:
-        """Add one pair's records to the journal, on disk before the next pair starts."""
+        """Add one pair's records to the journal, on disk before the next pair starts; each line says how many
+        records its pair has and which one it is."""
         with open(self.path, "a", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps({**r.as_dict(), "resume_key": self.key}, ensure_ascii=False) + "\n")
+            for i, r in enumerate(records):
+                f.write(json.dumps({**r.as_dict(), "resume_key": self.key, "pair_count": len(records),
+                                    "pair_index": i}, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -210,7 +210,8 @@ def read(out_dir: Path) -> tuple[list[Record], list[tuple[str, str]]]:
     path = Path(out_dir) / "claims.json"
     try:
         payload = json.loads(path.read_text())
-        records = [Record.from_dict({k: v for k, v in d.items() if k != "resume_key"}) for d in payload["records"]]
+        records = [Record.from_dict({k: v for k, v in d.items() if k not in ("resume_key", "pair_count", "pair_index")})
+                   for d in payload["records"]]
     except (OSError, ValueError, KeyError, TypeError):
         return [], []
     return records, [tuple(f) for f in payload.get("figures", [])]
@@ -251,7 +252,18 @@ def write(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] =
     payload = {"commit": records[0].commit if records else "unknown", "provenance": provenance(device()),
                "coverage": coverage(records),
                "runs": runs, "figures": [list(f) for f in figures], "notes": list(notes), "records": dicts}
-    keyed = [dict(d, resume_key=runs[d["run"]]["key"]) if runs.get(d["run"], {}).get("key") else d for d in dicts]
+    # each line as the run's journal writes it: the run's settings key, and its pair's record count and place, so
+    # that a later --resume reuses a pair only when all its records are there (mcdo.journal)
+    pair_size: dict[tuple, int] = {}
+    for d in dicts:
+        pair_size[(d["id"], d["tier"], d.get("run"))] = pair_size.get((d["id"], d["tier"], d.get("run")), 0) + 1
+    seen: dict[tuple, int] = {}
+    keyed = []
+    for d in dicts:
+        pair = (d["id"], d["tier"], d.get("run"))
+        seen[pair] = seen.get(pair, -1) + 1
+        key = runs.get(d.get("run"), {}).get("key")
+        keyed.append(dict(d, resume_key=key, pair_count=pair_size[pair], pair_index=seen[pair]) if key else d)
     texts = {"json": json.dumps(payload, indent=1, ensure_ascii=False),
              "jsonl": "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in keyed),
              "md": markdown(records, figures, wall_s, notes, runs)}

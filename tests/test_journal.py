@@ -59,3 +59,61 @@ def test_a_merged_report_lists_the_runs_it_holds(tmp_path):
     assert md.count("mcdo claims") >= 2 and md.count(" records") >= 2
     assert cli.main(base + ["--id", "OOD-01", "--id", "OOD-02"]) == 0  # both replaced: one run again
     assert len(json.loads((tmp_path / "claims.json").read_text())["runs"]) == 1
+
+
+def _records(claim_id: str, tier: str, n: int):
+    from mcdo.verify.records import Record
+
+    return [Record(claim_id, tier, f"model-{i}", "reproduced", float(i), (0.0, 1.0)) for i in range(n)]
+
+
+def test_resume_reuses_a_pair_only_with_all_its_records(tmp_path, capsys):
+    """Issue 36.9: a line cut by a kill or a full disk, or damaged later, used to leave its pair 'done' with the
+    records before it (14 of 15 resumed, without a word). A pair is now done only with every record; the damaged
+    line is named and its pair evaluated again."""
+    from mcdo.journal import Journal
+
+    key = {"commit": "c", "seed": 0}
+    path = tmp_path / "claims.jsonl"
+    j = Journal(path, key)
+    j.append(_records("MCD-03", "recorded", 3))
+    j.append(_records("MCD-04", "recorded", 2))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 5
+    path.write_text("\n".join(lines[:2] + [lines[2][: len(lines[2]) // 2]] + lines[3:]) + "\n")  # MCD-03's third cut
+    resumed = Journal(path, key, resume=True)
+    assert set(resumed.done) == {("MCD-04", "recorded")} and len(resumed.done[("MCD-04", "recorded")]) == 2
+    assert resumed.damaged == [3] and resumed.incomplete == [("MCD-03", "recorded")]
+    kept = path.read_text().splitlines()
+    assert len(kept) == 2 and all('"MCD-04"' in x for x in kept)  # rewritten whole, the incomplete pair dropped
+    assert not (tmp_path / "claims.jsonl.tmp").exists()
+    # a line lost entirely (a record missing, nothing damaged): the pair is incomplete all the same
+    j = Journal(path, key, resume=True)
+    j.append(_records("MCD-05", "recorded", 3))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(x for x in lines if '"model-1"' not in x or '"MCD-05"' not in x) + "\n")
+    again = Journal(path, key, resume=True)
+    assert ("MCD-05", "recorded") in again.incomplete and ("MCD-05", "recorded") not in again.done
+    assert again.damaged == []
+
+
+def test_resume_after_a_finished_run_reuses_every_record(tmp_path, capsys):
+    """The report rewrites claims.jsonl at the end of a run with each pair's count: a --resume then reuses all."""
+    from mcdo.verify import engine
+
+    argv = ["claims", "--tier", "math", "--id", "OOD-01", "--id", "OOD-02", "--out", str(tmp_path), "--quiet",
+            "--no-figures"]
+    assert cli.main(argv) == 0
+    calls = []
+    real = engine.evaluate
+
+    def counting(claim_id, tier, ctx):
+        calls.append(claim_id)
+        return real(claim_id, tier, ctx)
+
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "evaluate", counting)
+        assert cli.main(argv + ["--resume"]) == 0
+    assert calls == [] and "damaged" not in capsys.readouterr().err
