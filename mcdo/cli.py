@@ -37,8 +37,10 @@ def _claims(args: argparse.Namespace) -> int:
     if args.id:
         wanted = set(args.id)
         unknown = wanted - set(catalog.BY_ID)
-        if unknown:
-            raise SystemExit(f"unknown claim id(s) {sorted(unknown)}; `mcdo claims --list` prints the registry")
+        if unknown:  # a usage error: exit 2, as argparse's own
+            print(f"mcdo claims: unknown claim id(s) {', '.join(sorted(unknown))}; `mcdo claims --list` prints the "
+                  "registry", file=sys.stderr)
+            return 2
         pairs = [p for p in pairs if p[0] in wanted]
     if not pairs:
         print(f"mcdo claims: nothing selected: {', '.join(sorted(args.id or []))} on tier(s) {', '.join(tiers)} "

@@ -117,3 +117,9 @@ def test_resume_after_a_finished_run_reuses_every_record(tmp_path, capsys):
         mp.setattr(engine, "evaluate", counting)
         assert cli.main(argv + ["--resume"]) == 0
     assert calls == [] and "damaged" not in capsys.readouterr().err
+
+
+def test_an_unknown_claim_id_is_a_usage_error(capsys):
+    """Issue 36.8: exit 2 for a usage or selection error (it was 1, the code of a run that failed)."""
+    assert cli.main(["claims", "--id", "NOPE-1", "--tier", "math"]) == 2
+    assert "unknown claim id(s) NOPE-1" in capsys.readouterr().err
