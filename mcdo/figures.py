@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingResource
+from .io import save_figure_atomic
 from .verify.engine import Context
 from .verify.records import Record
 
@@ -82,7 +83,7 @@ def gate_axes(axes) -> None:
 def save(fig, path: Path, caption: str) -> tuple[str, str]:
     """Write a figure and free it; (caption, file name) for the report."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     pyplot().close(fig)
     return caption, path.name
 

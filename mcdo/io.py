@@ -55,6 +55,13 @@ def write_atomic(path: Path | str, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
+def save_figure_atomic(fig, path: Path | str, **savefig_kw) -> Path:
+    """A matplotlib figure written as ``write_atomic`` writes: a failing write (a full disk, a damaged input
+    found mid-draw) leaves the previous image whole. The format is the file's suffix."""
+    path = Path(path)
+    return write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", **savefig_kw))
+
+
 class WriteFailed(OSError):
     """A file that could not be written, named with the reason and the space left where it was going."""
 

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from .io import write_text_atomic
 from .verify.records import Record
 
 # how much work a (claim, tier) is, in seconds, when no earlier report says: the proxy tier trains and samples
@@ -52,9 +53,7 @@ class Journal:
                     self.done[pair] = [got[i] for i in range(counts[pair])]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = "".join(lines[p][i] + "\n" for p in self.done for i in range(len(self.done[p])))
-        tmp = self.path.with_name(self.path.name + ".tmp")  # replaced whole: a full disk never leaves half of it
-        tmp.write_text(kept, encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, kept)  # replaced whole: a full disk never leaves half of it
 
     def append(self, records: list[Record]) -> None:
         """Add one pair's records to the journal, on disk before the next pair starts; each line says how many

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stats as S
-from .io import write_text_atomic
+from .io import save_figure_atomic, write_text_atomic
 
 WORLD = "world"
 
@@ -378,5 +378,5 @@ def _figure(res: list[dict], path: Path) -> None:
     handles, _ = axes[1].get_legend_handles_labels()
     axes[1].legend(handles=[*handles, gate_handle()], fontsize=6, title="bars: bootstrap 95% CI", title_fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)

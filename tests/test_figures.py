@@ -95,3 +95,41 @@ def test_the_report_proxy_figures_use_the_family_colours_and_state_the_blur(tmp_
     assert "gate threshold" in [t.get_text() for t in rel.axes[0].get_legend().get_texts()]
     for ax, which in zip(blur.axes, ("light", "heavy")):
         assert f"sigma {SETTINGS['blur_sigmas'][which]:g} px" in ax.get_title()
+
+
+def test_a_failing_figure_write_leaves_the_previous_image_whole(tmp_path):
+    """Issue 36.12: figures were written in place, so a failing write destroyed the previous PNG (bayes, probe,
+    sweep) while the JSON beside it was written atomically. Every figure now goes through io.save_figure_atomic."""
+    import ast
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import mcdo
+    from mcdo.io import WriteFailed, save_figure_atomic
+
+    path = tmp_path / "curve.png"
+    fig = plt.figure()
+    save_figure_atomic(fig, path, dpi=50)
+    before = path.read_bytes()
+    assert before[:4] == b"\x89PNG"
+
+    def broken(f, **kw):
+        f.write(b"half a picture")
+        raise OSError(28, "No space left on device")
+
+    fig.savefig = broken
+    import pytest
+
+    with pytest.raises(WriteFailed):
+        save_figure_atomic(fig, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    plt.close(fig)
+    root = Path(mcdo.__file__).parent
+    direct = [f"{p.relative_to(root)}:{n.lineno}" for p in root.rglob("*.py") if p.name != "io.py"
+              for n in ast.walk(ast.parse(p.read_text()))
+              if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "savefig"]
+    assert direct == [], "figures written in place: " + ", ".join(direct)

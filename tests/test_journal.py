@@ -86,7 +86,7 @@ def test_resume_reuses_a_pair_only_with_all_its_records(tmp_path, capsys):
     assert resumed.damaged == [3] and resumed.incomplete == [("MCD-03", "recorded")]
     kept = path.read_text().splitlines()
     assert len(kept) == 2 and all('"MCD-04"' in x for x in kept)  # rewritten whole, the incomplete pair dropped
-    assert not (tmp_path / "claims.jsonl.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["claims.jsonl"]  # no temporary file left
     # a line lost entirely (a record missing, nothing damaged): the pair is incomplete all the same
     j = Journal(path, key, resume=True)
     j.append(_records("MCD-05", "recorded", 3))

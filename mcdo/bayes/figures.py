@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import save_figure_atomic
+
 
 def _plt():
     import matplotlib
@@ -46,7 +48,7 @@ def reliability_diagram(deterministic: np.ndarray, laplace: np.ndarray, labels: 
     fig.suptitle(title or "reliability diagram")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -68,6 +70,6 @@ def learning_curves(curves: dict[str, dict[str, list]], path: Path, title: str =
         ax.legend(fontsize=7)
     fig.suptitle(title or "active learning")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -9,6 +9,7 @@ from itertools import combinations
 
 import numpy as np
 
+from ..io import save_figure_atomic
 from . import compare, cv
 
 WORLD_SIZE = "world-size"
@@ -170,5 +171,5 @@ def bar_chart(comp: Comparison, path, metric: str = "accuracy") -> None:
     ax.set_title(f"{comp.data}: {comp.k}-fold CV", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    save_figure_atomic(fig, path, dpi=130)
     plt.close(fig)

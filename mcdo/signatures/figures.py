@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import save_figure_atomic
+
 
 def pruning_curves(curves: dict[str, dict[float, float]], path: Path, title: str = "") -> Path:
     """Top-1 against the share of the head's directions kept (most important first), one line per model."""
@@ -24,6 +26,6 @@ def pruning_curves(curves: dict[str, dict[float, float]], path: Path, title: str
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    save_figure_atomic(fig, path, dpi=130)
     plt.close(fig)
     return Path(path)
