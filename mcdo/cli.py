@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import positive_int
 from .io import WriteFailed
 from .verify import catalog
 
@@ -143,16 +144,6 @@ def verdict_line(r) -> str:
             + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} is not a positive number of images")
-    return n
-
-
 def claims_run_key(args: argparse.Namespace) -> dict:
     """What makes two runs' records interchangeable for ``--resume``: the commit (with its dirty flag) and every
     setting that changes a record."""
@@ -225,7 +216,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--resume", action="store_true",
                    help="reuse the records that claims.jsonl already holds for the same commit and settings (a "
                         "killed run's journal) and evaluate only the rest (default: start afresh)")
-    p.add_argument("--limit", type=_positive_int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run of the gpu tier: at most N images per data set and the fewest MC trials; "
                         "records say 'smoke run' (never a verdict on the claim), written under OUT/smoke; exits 1 "
                         "unless every selected gpu claim's chain completed (default: the full run)")

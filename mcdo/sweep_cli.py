@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 
-def _list(kind):
-    return lambda s: [kind(v) for v in s.split(",") if v.strip()]
+from .argtypes import comma_list as _list
+from .argtypes import positive_int, probability
 
 
 def add_parser(sub) -> None:
@@ -23,12 +23,12 @@ def add_parser(sub) -> None:
                    help="comma-separated registered models, or your own (mcdo models lists the forms: ARCH:TAG, "
                         "ARCH:/path/ckpt.pt, hf-hub:ORG/NAME, a folder, timm:NAME) "
                         "(default: proxy-softmax,proxy-sigmoid)")
-    p.add_argument("--p", type=_list(float), default=[0.01], help="dropout rates, comma-separated")
-    p.add_argument("--T", type=_list(int), default=[16, 64], help="passes per image, comma-separated")
+    p.add_argument("--p", type=_list(probability), default=[0.01], help="dropout rates, comma-separated")
+    p.add_argument("--T", type=_list(positive_int), default=[16, 64], help="passes per image, comma-separated")
     p.add_argument("--modes", type=_list(str), default=["as_published"], help="as_published, faithful")
     p.add_argument("--data", type=_list(str), default=["world"], help="'world' or image folders, comma-separated")
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--n-images", type=int, default=200)
+    p.add_argument("--trials", type=positive_int, default=5, help="trials per cell")
+    p.add_argument("--n-images", type=positive_int, default=200, help="images per cell")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", help="i/n, 0-based (default: torchrun's or Slurm's variables, else one shard)")
     p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,

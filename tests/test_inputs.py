@@ -243,3 +243,23 @@ def test_every_option_says_its_default_in_help():
             assert "default" in expanded, f"mcdo {name} {flag}: no default in --help"
     seed = next(a for a in commands["ood"]._actions if "--seed" in a.option_strings)
     assert "(default: 0)" in commands["ood"]._get_formatter()._expand_help(seed)  # 0 is a default too
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["sweep", "--p", ""], "give at least one value"),
+    (["sweep", "--models", ""], "give at least one value"),
+    (["sweep", "--p", "1.5"], "not below 1"),
+    (["sweep", "--T", "0"], "0 is not a positive number"),
+    (["bayes", "--prior-precision", "abc"], "argument --prior-precision: 'abc' is neither 'marglik'"),
+    (["bayes", "--prior-precision", "-3"], "neither 'marglik' nor a finite positive number"),
+    (["signatures", "--threshold", "nan"], "argument --threshold: 'nan' is not a finite positive number"),
+    (["signatures", "--threshold", "-1"], "'-1' is not a finite positive number"),
+])
+def test_bad_option_values_are_usage_errors_naming_the_option(argv, said, capsys):
+    """Issue 36.14: an empty list ran and printed an empty table; 'abc' said 'could not convert string to float'
+    without the option; nan and -1 thresholds were accepted. Each is now argparse's usage error (exit 2)."""
+    from mcdo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err

@@ -99,5 +99,5 @@ def test_limit_must_be_positive(capsys):
 
     with pytest.raises(SystemExit) as e:
         cli.main(["claims", "--limit", "0"])
-    assert e.value.code == 2 and "not a positive number" in capsys.readouterr().err
+    assert e.value.code == 2 and "0 is not a positive number" in capsys.readouterr().err
     assert SKIPPED != SMOKE

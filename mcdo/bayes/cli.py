@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..argtypes import marglik_or_positive
+
 WORLD = {"world": "the proxies' training world (seed 1000, 20000 pairs)",
          "world-other": "another world (seed 2000, blurred, captions naming every attribute)",
          "world-test": "1000 held-out world images labelled by colour"}
@@ -37,7 +39,7 @@ def add_parser(sub) -> None:
                         "bayesvlm 10, laplace 1)")
     b.add_argument("--pseudo-pairs", type=float, default=None,
                    help="N as a number of pairs instead (overrides --pseudo-count)")
-    b.add_argument("--prior-precision", default="marglik",
+    b.add_argument("--prior-precision", default="marglik", type=marglik_or_positive,
                    help="'marglik' (default: the posterior's evidence and optimiser) or a number")
     b.add_argument("--factors", default=None,
                    help="a folder of BayesVLM's published factors (e.g. $MCDO_RECORDED_DIR/bayesvlm/"
@@ -114,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_options(args)
         device = env.check_device(args.device, "--device") if args.device else env.device()
-        prior = args.prior_precision if args.prior_precision == "marglik" else float(args.prior_precision)
-        if prior != "marglik" and prior <= 0:
-            raise ValueError("--prior-precision must be 'marglik' or a positive number")
+        prior = args.prior_precision  # 'marglik' or a finite positive number (argtypes.marglik_or_positive)
         spec = get_spec(args.model)
         evaluation = _data(args.eval_data, "labelled")
         if evaluation is not None:
