@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--T", type=_list(positive_int), default=[16, 64], help="passes per image, comma-separated")
     p.add_argument("--modes", type=_list(str), default=["as_published"], help="as_published, faithful")
     p.add_argument("--data", type=_list(str), default=["world"], help="'world' or image folders, comma-separated")
-    p.add_argument("--trials", type=positive_int, default=5, help="trials per cell")
-    p.add_argument("--n-images", type=positive_int, default=200, help="images per cell")
+    p.add_argument("--trials", type=int, default=5, help="trials per cell")
+    p.add_argument("--n-images", type=int, default=200, help="images per cell")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", help="i/n, 0-based (default: torchrun's or Slurm's variables, else one shard)")
     p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..argtypes import positive_float, positive_int
+from ..argtypes import positive_float
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--finetuned", action="store_true", help="a proxy: its fine-tuned counterpart (models.finetune)")
     p.add_argument("--threshold", type=positive_float, default=10.0, help="outlier dimensions: mean |activation| above this "
                                                                  "multiple of the median (default 10)")
-    p.add_argument("--n-images", type=positive_int, default=5000,
+    p.add_argument("--n-images", type=int, default=5000,
                    help="world images (default 5000, the claims' ICL configuration, so the figures match the report)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="default: MCDO_DEVICE, else cuda when available, else cpu")
