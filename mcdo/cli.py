@@ -323,6 +323,11 @@ def check_common(args: argparse.Namespace) -> str | None:
                 problem = unknown_model(value.strip())
                 if problem:
                     return f"--{name} {value}: {problem}"
+                from .model_specs import weights_conflict
+
+                conflict = weights_conflict(value.strip(), bool(getattr(args, "random_weights", False)))
+                if conflict and args.command != "doctor":  # every model of the run, before any work
+                    return f"--{name} {value}: {conflict}"
     out = getattr(args, "out", None)
     if out and args.command != "doctor":
         from .env import SettingError, ensure_writable

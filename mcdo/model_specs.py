@@ -132,6 +132,26 @@ def user_spec(text: str) -> ModelSpec | None:
     return None
 
 
+def weights_conflict(name: str, random_weights: bool) -> str | None:
+    """Why ``name`` cannot run with (or without) ``--random-weights``, or None: a model named with its weights (a
+    pretrained tag, a checkpoint, a hub repo or folder) would have them silently replaced by random ones; a toy
+    architecture has no weights to load. Answered from the name alone, before any work."""
+    try:
+        spec = get_spec(name)
+    except KeyError:
+        return None  # an unknown name is said elsewhere
+    if random_weights and spec.source == "open_clip" and (spec.pretrained or spec.arch_name.startswith(
+            ("hf-hub:", "local-dir:"))):
+        return (f"{name} names its weights, and --random-weights would replace them with random ones: drop "
+                f"--random-weights, or name the architecture alone ({spec.arch_name.split(':')[0]})"
+                if spec.pretrained else f"{name} names its weights; --random-weights would replace them: drop it")
+    if random_weights and spec.source == "hf":
+        return f"{name} is a checkpoint with its weights; --random-weights would replace them: drop it"
+    if not random_weights and spec.tiny:
+        return f"{name} is a toy architecture with no pretrained weights: add --random-weights"
+    return None
+
+
 def _looks_like_path(tag: str) -> bool:
     return "/" in tag or tag.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
 

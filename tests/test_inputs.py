@@ -263,3 +263,25 @@ def test_bad_option_values_are_usage_errors_naming_the_option(argv, said, capsys
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_random_weights_never_replace_weights_the_user_named(tmp_path, capsys):
+    """Issue 36.1: ``--random-weights`` with a checkpoint or tag ran random weights under the checkpoint's name.
+    Issue 36.2: a toy without ``--random-weights`` stopped after the other models' heavy work. Both are refused
+    from the names alone, before any work, naming the flag to change."""
+    from mcdo.testing import make_probe_folder, save_open_clip_checkpoint
+
+    ckpt = save_open_clip_checkpoint("mcdo-tiny-clip", tmp_path / "ft.pt")
+    data = make_probe_folder(tmp_path / "probe")
+    assert cli.main(["probe", "--models", f"mcdo-tiny-clip:{ckpt},tiny-clip", "--random-weights", "--data", str(data),
+                     "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "names its weights" in err and "drop --random-weights" in err and "(mcdo-tiny-clip)" in err
+    assert cli.main(["probe", "--models", f"mcdo-tiny-clip:{ckpt},tiny-clip", "--data", str(data),
+                     "--out", str(tmp_path / "o")]) == 2
+    assert "tiny-clip is a toy architecture with no pretrained weights: add --random-weights" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # refused before any work
+    for argv in (["ood", "--model", "ViT-B-32:openai", "--random-weights"],
+                 ["bayes", "--model", "google/siglip-base-patch16-224", "--random-weights"]):
+        assert cli.main(argv) == 2
+        assert "--random-weights would replace them" in capsys.readouterr().err

@@ -154,7 +154,7 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, capsys, monkeypatch)
 
 def test_sweep_refuses_a_bad_grid(tmp_path, capsys):
     assert main(["sweep", "--models", "nope", "--out", str(tmp_path)]) == 2
-    assert main(["sweep", "--models", "tiny-clip", "--T", "1", "--out", str(tmp_path)]) == 2
+    assert main(["sweep", "--models", "tiny-clip", "--random-weights", "--T", "1", "--out", str(tmp_path)]) == 2
     assert "T at least 2" in capsys.readouterr().err
 
 
