@@ -154,8 +154,8 @@ def test_cli_list_and_math_tier(tmp_path, capsys):
     data = json.loads((tmp_path / "claims.json").read_text())
     assert {(r["id"], r["tier"]) for r in data["records"]} == {("MCD-14", "math")}
     assert all(isinstance(r["measured"], float) and len(r["ci"]) == 2 for r in data["records"])
-    with pytest.raises(SystemExit, match="unknown claim"):
-        cli.main(["claims", "--id", "XYZ-01"])
+    assert cli.main(["claims", "--id", "XYZ-01"]) == 2  # a usage error (issue 36.8), named on stderr
+    assert "unknown claim id(s) XYZ-01" in capsys.readouterr().err
 
 
 def test_recorded_reader_on_a_synthetic_folder(tmp_path, monkeypatch, rng):

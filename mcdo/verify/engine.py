@@ -127,6 +127,8 @@ def _stamp_gpu(r: Record, ctx: Context) -> None:
     named = set(re.split(r"\s+vs\s+|[,\s]+", r.model)) | {str(r.config.get("model", ""))} \
         | set(map(str, r.config.get("models", []) or []))
     weights = {m: w for m, w in ctx.weights.items() if m.split(" (", 1)[0] in named}  # "name (backend)" too
+    tagged = {m.split(" (", 1)[0] for m in weights if " (" in m}
+    weights = {m: w for m, w in weights.items() if m not in tagged}  # one model through two backends: both named
     if weights:
         r.config.setdefault("weights", weights)
     r.config.setdefault("precision", env.precision_setting())
