@@ -181,17 +181,16 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 @contextmanager
-def offline():
-    """Hugging Face's offline mode for what runs inside (mcdo's loads and commands), restored afterwards: the
-    environment variables, and the flags ``huggingface_hub`` and ``transformers`` read them into at import. With
-    ``MCDO_ALLOW_DOWNLOAD=1`` nothing changes."""
-    if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
-        yield
-        return
+def _hub_mode(offline_mode: bool):
+    """Hugging Face's offline mode on or off for what runs inside, restored afterwards: the environment variables,
+    and the flags ``huggingface_hub`` and ``transformers`` read them into at import."""
     saved_env = {k: os.environ.get(k) for k in _OFFLINE_VARS}
     saved_flags = []
     for k in _OFFLINE_VARS:
-        os.environ[k] = "1"
+        if offline_mode:
+            os.environ[k] = "1"
+        else:
+            os.environ.pop(k, None)
     for module, flag in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("transformers.utils.hub", "_is_offline_mode")):
         mod = sys.modules.get(module)
         if mod is None and module == "huggingface_hub.constants":
@@ -201,7 +200,7 @@ def offline():
                 mod = None
         if mod is not None and hasattr(mod, flag):
             saved_flags.append((mod, flag, getattr(mod, flag)))
-            setattr(mod, flag, True)
+            setattr(mod, flag, offline_mode)
     try:
         yield
     finally:
@@ -215,24 +214,22 @@ def offline():
 
 
 @contextmanager
-def online():
-    """The reverse of ``offline`` for what runs inside: Hugging Face's hub may be reached (``mcdo doctor
-    --fetch`` only, asked for by its flag), restored afterwards."""
-    saved_env = {k: os.environ.pop(k, None) for k in _OFFLINE_VARS}
-    saved_flags = []
-    for module, flag in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("transformers.utils.hub", "_is_offline_mode")):
-        mod = sys.modules.get(module)
-        if mod is not None and hasattr(mod, flag):
-            saved_flags.append((mod, flag, getattr(mod, flag)))
-            setattr(mod, flag, False)
-    try:
+def offline():
+    """Hugging Face's offline mode for what runs inside (mcdo's loads and commands), restored afterwards. With
+    ``MCDO_ALLOW_DOWNLOAD=1`` nothing changes."""
+    if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1":
         yield
-    finally:
-        for mod, flag, value in saved_flags:
-            setattr(mod, flag, value)
-        for k, v in saved_env.items():
-            if v is not None:
-                os.environ[k] = v
+        return
+    with _hub_mode(True):
+        yield
+
+
+@contextmanager
+def online():
+    """The reverse of ``offline``: Hugging Face's hub may be reached (``mcdo doctor --fetch`` only, asked for by
+    its flag), restored afterwards."""
+    with _hub_mode(False):
+        yield
 
 
 PROVENANCE_PACKAGES = ("mcdo", "torch", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-learn")
