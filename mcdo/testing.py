@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .testing_hub import hub_hf_port, hub_model, hub_repo, hub_tokenizer, serve_hub  # noqa: F401 (one import place)
+from .testing_hub import hub_hf_port, hub_model, hub_repo, hub_tokenizer, serve_hub, warm_text_heads  # noqa: F401 (one import place)
 
 IMAGENET_CLASSES = (0, 1, 207, 980)  # positions in the sorted synset list
 OOD_COUNTS = {"iNaturalist/images": 5, "SUN/images": 4, "Places/images": 4}

@@ -100,6 +100,34 @@ def hub_model(name: str, work: Path | str, seed: int = 0, dtype: str = "float16"
     return snaps
 
 
+def warm_text_heads(names: list[str], template_sets: tuple[str, ...] = ("mcm", "photo", "openai", "simple"),
+                    seed: int = 0) -> list[Path]:
+    """The ImageNet-1k zero-shot heads of the registered models ``names``, written into mcdo's cache
+    (``zeroshot.text_cache_path``) as a previous night leaves them: random unit vectors, one per class, for each
+    template set. Each model is loaded through the real front door, so the cache key is its loaded weights'
+    fingerprint. For a rehearsal on a CPU, where encoding 1000 classes x 80 prompts takes minutes to an hour per
+    model; the tokenizer and the text tower stay exercised by every claim whose head is not cached. Returns the
+    files written."""
+    import numpy as np
+
+    from .io import save_npy_atomic
+    from .models import load
+    from .zeroshot import imagenet_classnames, text_cache_path
+
+    rng = np.random.default_rng(seed)
+    classes, written = imagenet_classnames(), []
+    for name in names:
+        enc = load(name, progress=False)
+        for t in template_sets:
+            emb = rng.standard_normal((len(classes), enc.spec.embed_dim)).astype(np.float32)
+            path = text_cache_path(enc, classes, t)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_npy_atomic(path, emb / np.linalg.norm(emb, axis=1, keepdims=True))
+            written.append(path)
+        del enc
+    return written
+
+
 def serve_hub(repos: dict[str, dict[str, bytes]], commit: str = "b" * 40):
     """A stand-in for the Hugging Face hub on loopback (no network): ``repos`` maps a repo id to its files. It
     answers what ``hf_hub_download`` and ``snapshot_download`` ask (a file's metadata and bytes under

@@ -121,6 +121,14 @@ def bound_strips(transform):
     return transform
 
 
+def text_cache_path(enc: Encoder, classnames: list[str], template_set: str):
+    """Where the class embeddings of ``enc`` over ``classnames`` with one template set are cached: per model
+    fingerprint, and a hash of the class list and the templates."""
+    temps = templates(template_set)
+    key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
+    return env.cache_dir() / "text" / model_cache_id(enc) / f"{template_set}-{key}.npy"
+
+
 def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "mcm", device: str | None = None,
                      batch_size: int = 256, cache: bool = True, progress: bool = False,
                      shard_classes: int = 50) -> np.ndarray:
@@ -131,8 +139,7 @@ def class_embeddings(enc: Encoder, classnames: list[str], template_set: str = "m
     is named and recomputed."""
     device = device or enc.device
     temps = templates(template_set)
-    key = hashlib.sha1(("\n".join(classnames) + "||" + "\n".join(temps)).encode()).hexdigest()[:12]
-    path = env.cache_dir() / "text" / model_cache_id(enc) / f"{template_set}-{key}.npy"
+    path = text_cache_path(enc, classnames, template_set)
     if cache and path.is_file():
         emb = _read_npy(path)
         if emb is not None and emb.shape[0] == len(classnames):

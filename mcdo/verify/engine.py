@@ -131,7 +131,8 @@ def _stamp_gpu(r: Record, ctx: Context) -> None:
     weights = {m: w for m, w in weights.items() if m not in tagged}  # one model through two backends: both named
     if weights:
         r.config.setdefault("weights", weights)
-    r.config.setdefault("precision", env.precision_setting())
+    if r.config.get("precision") in (None, "fp32"):  # the tools' "fp32" (no autocast) says nothing of TF32
+        r.config["precision"] = env.precision_setting()
     if env.cpu_allowed() and not torch.cuda.is_available():
         r.config["gpu_waived"] = "MCDO_ALLOW_CPU=1: run without a CUDA GPU (a rehearsal, not the source's setting)"
 
