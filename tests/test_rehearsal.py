@@ -32,6 +32,7 @@ CARRIED = ("MCD-03", "MCD-04", "MCD-05", "MCD-06", "MCD-07", "MCD-08", "MCD-09",
            "MCD-13", "MCD-16", "MCD-18", "OOD-03", "OOD-04", "OOD-05", "OOD-06", "OOD-07", "OOD-08",
            "BVL-03", "BVL-04", "BVL-05", "BVL-06", "ICL-01", "ICL-02", "ICL-03", "ICL-04")
 NOT_BUILT = ("PRB-04", "PRB-05")  # their models are CONFIG_ONLY
+NIGHTLY = ("BVL-04", "ICL-02", "MCD-07", "OOD-08")  # one per family, for the nightly workflow's steps
 WARM_HEADS = ("clip-vit-b-32", "clip-vit-b-16", "siglip-vit-b-16", "siglip2-vit-b-16")  # ImageNet-1k heads cached
 
 
@@ -171,3 +172,63 @@ def test_smoke_run_on_the_real_layout(machine, tmp_path, monkeypatch, capsys):
     assert m16["details"]["verdict_had_it_run_whole"] == "reproduced", m16["reason"]
     assert set(m16["config"]["weights"]) == {"siglip2-vit-b-16 (open_clip)", "siglip2-vit-b-16 (hf)"}
     print(out.out[-4000:])
+
+
+def test_the_nightly_workflow_runs_in_order_on_the_rehearsal(machine, tmp_path):
+    """The nightly workflow's own ``run`` steps (``.github/workflows/nightly-gpu.yml``), in its order, in bash with
+    its ``env`` (the runner's variables pointing at the rehearsal), in a copy of the checkout so its reports land
+    there. Departures from the night, each the least that lets a CPU run it: the install step is not run (this test
+    runs in the pinned install; ``test_nightly`` checks the pin); every ``mcdo`` and ``pytest claims`` step gets the
+    selection of one carried claim per family (``NIGHTLY``; the 27 are carried by the test above) and
+    ``--limit 2``; the benchmark step runs one tiny benchmark. (It found that ``pytest claims``, which runs BVL
+    before MCD, handed MCD-07 BVL's two-image cut of ImageNet val.) The ``uses`` steps
+    (checkout, upload) are GitHub's; the upload's condition is checked in ``test_nightly``. Every step must exit 0,
+    with strict mode on as the night has it, and leave its files where the upload step looks."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    yaml = pytest.importorskip("yaml")
+    root = Path(__file__).resolve().parents[1]
+    job = yaml.safe_load((root / ".github" / "workflows" / "nightly-gpu.yml").read_text())["jobs"]["claims-gpu"]
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    repo = tmp_path / "checkout"
+    for f in tracked:
+        if (root / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / f, repo / f)
+    runner = dict(MCDO_DATA_ROOT=os.environ["MCDO_DATA_ROOT"], MCDO_RECORDED_DIR="", HF_HOME=os.environ["HF_HOME"],
+                  MCDO_CACHE_DIR=os.environ["MCDO_CACHE_DIR"], MCDO_BENCH_STORAGE=str(tmp_path / "bench"))
+    env = dict(os.environ)
+    for k, v in job["env"].items():
+        v = str(v)
+        for name, value in runner.items():
+            v = v.replace(f"${{{{ vars.{name} }}}}", value).replace(f"vars.{name} ||", f"'{value}' ||")
+        if "${{" in v:  # "${{ 'x' || '/var/tmp/...' }}": the runner's value wins
+            v = v.split("'")[1]
+        env[k] = v
+    env.pop("MCDO_RECORDED_DIR")
+    assert env["MCDO_STRICT"] == "1" and env["BENCH_STORAGE"] == runner["MCDO_BENCH_STORAGE"]
+    ids = [a for c in NIGHTLY for a in ("--id", c)]
+    ran = []
+    for step in job["steps"]:
+        if "run" not in step:
+            continue
+        cmd = step["run"].strip()
+        if "pip install" in cmd:
+            continue
+        if cmd.startswith("mcdo doctor") or cmd.startswith("mcdo claims"):
+            cmd += " " + " ".join(ids) + ("" if "--limit" in cmd or "doctor" in cmd else " --limit 2")
+        elif cmd.startswith("pytest claims"):
+            cmd += " --limit 2 -p no:cacheprovider -k '" + " or ".join(NIGHTLY) + "'"
+        elif "nightly_bench.py" in cmd:
+            cmd += " -- -k tiny-clip-T1-b1-naive_fp32 -q -p no:randomly"
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", cmd], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (step["name"], cmd, done.stdout[-3000:], done.stderr[-3000:])
+        ran.append(step["name"])
+    assert len(ran) == 5, ran  # doctor, smoke, claims, benchmarks, gather
+    smoke = json.loads((repo / "reports" / "smoke" / "claims.json").read_text())["records"]
+    assert {r["id"] for r in smoke} == set(NIGHTLY)
+    assert list((repo / "reports" / "benchmarks").glob("*/0001_*.json"))  # what the upload step carries
+    print("\n".join(ran))

@@ -51,6 +51,31 @@ def test_subset_keeps_classes_and_the_floor():
     assert np.array_equal(subset(labels, 7, 3), subset(labels, 7, 3))  # seeded
 
 
+def test_one_data_set_found_by_two_claims_gets_each_its_own_floor(tmp_path, monkeypatch):
+    """Claims find ImageNet val with different floors (MCD's 8 images, BVL's none): in one run, whichever claim ran
+    first must not decide the other's size (``pytest claims`` runs BVL before MCD; MCD-07 got 1 readable image)."""
+    from mcdo.data.folders import ImageList
+    from mcdo.verify.engine import Context
+    from mcdo.verify.prerequisites import ensure_ready
+
+    monkeypatch.setenv("MCDO_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("MCDO_ALLOW_CPU", "1")
+    full = ImageList("val", tmp_path, tuple(tmp_path / f"{i}.jpg" for i in range(40)), np.repeat(np.arange(10), 4),
+                     "test")
+
+    def plain(root):
+        return full
+
+    def floored(root):
+        return full
+
+    floored.min_images = 8
+    ctx = Context(limit=2, require_gpu=False)
+    assert len(ensure_ready(ctx, [], {"val": plain}, "x")["val"]) == 2
+    assert len(ensure_ready(ctx, [], {"val": floored}, "x")["val"]) == 8
+    assert len(ensure_ready(ctx, [], {"val": plain}, "x")["val"]) == 2
+
+
 def test_every_gpu_claim_completes_a_smoke_run(smoke_env):
     ctx = engine.Context(n_boot=20, progress=False, pretrained=False, stand_ins=STAND_INS, limit=2)
     implemented = engine.implemented()

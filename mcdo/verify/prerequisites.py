@@ -69,10 +69,11 @@ def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path]
                 try:
                     found[name] = ctx.cached(f"data/{root}/{name}", partial(find, root))
                     if ctx.limit and not isinstance(found[name], str):
-                        found[name] = ctx.cached(f"data/{root}/{name}/limit{ctx.limit}",
-                                                 partial(shrink, found[name],
-                                                         max(ctx.limit, getattr(find, "min_images", 0)), ctx.seed,
-                                                         getattr(find, "min_per_class", 0)))
+                        # the key holds everything the cut depends on: claims find one data set with different
+                        # floors, and whichever ran first must not decide the size the others get
+                        n, per_class = max(ctx.limit, getattr(find, "min_images", 0)), getattr(find, "min_per_class", 0)
+                        found[name] = ctx.cached(f"data/{root}/{name}/limit{n}/per-class{per_class}",
+                                                 partial(shrink, found[name], n, ctx.seed, per_class))
                     text = _describe(found[name])
                     ctx.data_seen[name] = ("-       " if text.startswith("not checked") else "ok      ") + text
                 except MissingResource as e:
