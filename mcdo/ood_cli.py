@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .argtypes import positive_int
 from .data.folders import MOS_SETS
 
 
@@ -60,6 +61,9 @@ def add_parser(sub) -> None:
     o.add_argument("--save-scores", action="store_true",
                    help="also write every image's scores (<report>-scores.csv: set, file, is_id, one column per "
                         "score), to recompute any metric (OpenOOD's --save-score)")
+    o.add_argument("--limit", type=positive_int, metavar="N",
+                   help="a smoke run: at most N images of the ID set and of each OOD set (classes kept spread), to "
+                        "check the whole chain in minutes; its files say so and its figures describe nothing")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=run)
 
@@ -136,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
             data, extra = (mine.id_images, mine.ood), dict(classnames=mine.classnames, groups=mine.groups)
         else:
             data, extra = oodbench.find_data(sets, args.data_root), {}
+        if args.limit:
+            from .data.limit import shrink
+
+            data = (shrink(data[0], args.limit, args.seed), {n: shrink(v, args.limit, args.seed) for n, v in data[1].items()})
         if args.random_weights:
             import torch
 
@@ -152,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cis = res.intervals(n_boot=args.n_boot, seed=args.seed) if args.n_boot > 0 else None
     text = oodbench.format_table(res, cis, args.n_boot)
+    if args.limit:
+        from .data.limit import smoke_note
+
+        text = f"{smoke_note(args.limit)}\n\n{text}"
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                  **{f"{m}_ci": v for m, v in ((cis or {}).get(sc, {}).get(name, {})).items()},
                  n_boot=args.n_boot,
                  id_accuracy=res.accuracy, n_id=res.n_id, scale=res.scale, bias=res.bias,
-                 temperature=res.temperature, commit=env.git_commit(), config=res.config,
+                 temperature=res.temperature, commit=env.git_commit(), config=res.config, limit=args.limit,
                  provenance=prov)
             for sc, per in res.table().items() for name, metrics in per.items()]
     write_text_atomic(out / f"{stem}.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows))

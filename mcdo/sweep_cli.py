@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--aggregate-only", action="store_true", help="write the report of what is finished, run nothing")
     p.add_argument("--random-weights", action="store_true", help="the architectures with random weights (plumbing)")
     p.add_argument("--out", default="reports/sweep")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="a smoke run: at most N images and 2 trials per cell (cells keyed by these settings, apart "
+                        "from a full run's), to check the grid's chain in minutes; its figures describe nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -50,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
         for m in args.models:
             get_spec(m)
         cells = sweep.grid(args.models, args.p, args.T, args.modes, args.data)
-        settings = sweep.Settings(args.trials, args.n_images, args.seed, args.random_weights)
+        trials, n_images = (min(args.trials, 2), min(args.n_images, args.limit)) if args.limit else (args.trials,
+                                                                                                   args.n_images)
+        if args.limit:
+            from .data.limit import smoke_note
+
+            print(smoke_note(args.limit, "cell") + f" ({trials} trials per cell)")
+        settings = sweep.Settings(trials, n_images, args.seed, args.random_weights)
         i, n, source = sweep.shard_of(args.shard)
         failed = {}
         if not args.aggregate_only:

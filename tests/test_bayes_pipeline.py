@@ -286,3 +286,22 @@ def test_bvl_gpu_uses_the_published_factors_for_clip_b32(tmp_path, monkeypatch):
     assert r.config["hessian"].startswith("LAION-400M") and r.config["n_pairs"] == 327680
     assert r.config["N_image"] == 10 * 327680 and "hessian" not in r.departures
     assert ("clip-vit-b-32-laion2b", "notebook anchor") in recs
+
+
+def test_mcdo_bayes_limit_is_a_smoke_run_that_says_so(tmp_path, capsys):
+    """``mcdo bayes --limit N`` (issue 33): N Hessian pairs and N evaluation images, the chain run, the console
+    and the record saying smoke run."""
+    import json
+
+    from mcdo.cli import main
+
+    root = _folders(tmp_path / "data")
+    rc = main(["bayes", "--model", "tiny-clip", "--random-weights", "--hessian-data", str(root / "bayes-hessian"),
+               "--eval-data", str(root / "food-101"), "--out", str(tmp_path / "out"), "--quiet", "--class-batch", "9",
+               "--limit", "4"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.startswith("smoke run (--limit 4)")
+    (report,) = (tmp_path / "out").glob("tiny-clip-random-*.json")
+    config = json.loads(report.read_text())["config"]
+    assert config["limit"] == 4 and config["n_pairs"] == 4

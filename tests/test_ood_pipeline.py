@@ -333,3 +333,20 @@ def _report(out, model):
     """The newest ood report of ``model`` in ``out`` (reports are named by model, convention and a hash of the
     options, so runs with other options sit beside each other)."""
     return max(out.glob(f"{model}-*-random-*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+
+
+def test_ood_command_limit_is_a_smoke_run_that_says_so(data_root, tmp_path, capsys):
+    """``mcdo ood --limit N`` (issue 33): at most N images of the ID set and of each OOD set, the whole chain run,
+    and the console and every row say it is a smoke run."""
+    out = tmp_path / "out"
+    rc = cli.main(["ood", "--model", "tiny-siglip", "--random-weights", "--data-root", str(data_root), "--bs", "4",
+                   "--workers", "0", "--ood-dataset", "iNaturalist", "--score", "softmax", "--limit", "3",
+                   "--n-boot", "20", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert text.startswith("smoke run (--limit 3)")
+    rows = [json.loads(line) for line in _report(out, "tiny-siglip").read_text().splitlines()]
+    assert rows and all(r["limit"] == 3 and r["n_id"] <= 3 for r in rows)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ood", "--model", "tiny-siglip", "--limit", "0", "--quiet"])
+    assert e.value.code == 2

@@ -221,3 +221,20 @@ def test_models_of_known_strength_on_shared_folds_match_a_direct_loop():
     assert acc["b"] > acc["a"] + 0.1 and acc["a"] > majority + 0.05
     t = comp.test("ridge", "accuracy", "a", "b")
     assert t["corrected"].mean == pytest.approx(acc["b"] - acc["a"]) and t["corrected"].ci[0] > 0
+
+
+def test_mcdo_probe_limit_keeps_the_folds_and_says_it_is_a_smoke_run(tmp_path, monkeypatch, capsys):
+    """``mcdo probe --limit N`` (issue 33): at most N images, but --folds of each label so the stratified CV runs;
+    the console and the record say it is a smoke run."""
+    from mcdo.cli import main
+    from mcdo.testing import make_probe_folder
+
+    monkeypatch.setenv("MCDO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = make_probe_folder(tmp_path / "otoliths", per_class=10, broken=False)
+    rc = main(["probe", "--models", "tiny-clip,tiny-siglip", "--random-weights", "--data", str(folder), "--quiet",
+               "--folds", "3", "--limit", "5", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.startswith("smoke run (--limit 5)")
+    rec = json.loads(next((tmp_path / "out").glob("otoliths-random-*.json")).read_text())
+    assert rec["config"]["limit"] == 5 and rec["n_images"] == 3 * 4  # 3 folds x the folder's 4 ages

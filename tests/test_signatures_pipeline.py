@@ -149,6 +149,24 @@ def test_mcdo_signatures_on_the_world_and_a_folder(tmp_path, capsys):
     assert "proxies read the embedded world" in capsys.readouterr().err
 
 
+def test_mcdo_signatures_limit_is_a_smoke_run_that_says_so(tmp_path, capsys):
+    """``mcdo signatures --limit N`` (issue 33): at most N images, classes spread, and the record says so."""
+    import json
+
+    from mcdo.cli import main
+    from mcdo.data.folders import class_folder
+
+    root = make_image_folders(tmp_path / "data")
+    n_classes = len(class_folder(root / "imagenet/val").classnames)
+    assert main(["signatures", "--model", "tiny-clip", "--random-weights", "--data", str(root / "imagenet/val"),
+                 "--quiet", "--limit", str(n_classes), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"smoke run (--limit {n_classes})")
+    (rec,) = (tmp_path / "out").glob("*.json")
+    rec = json.loads(rec.read_text())
+    assert rec["limit"] == n_classes and 0 < rec["n_images"] <= n_classes
+
+
 def test_mcdo_signatures_defaults_to_the_claims_configuration(monkeypatch, tmp_path):
     """Issue 22: mcdo signatures drew 2000 world images while the ICL claims use 5000, so its figures differed
     from the report's."""

@@ -184,3 +184,13 @@ def test_one_gpu_per_xdist_worker(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert env.gpu_for_worker("gw3", 2) == "1" and env.gpu_for_worker("gw0", 4) == "0"
     assert env.gpu_for_worker("master", 2) is None and env.gpu_for_worker("gw1", 0) is None
+
+
+def test_sweep_limit_is_a_smoke_run_with_cells_of_its_own(tmp_path, capsys):
+    """``mcdo sweep --limit N`` (issue 33): at most N images and 2 trials per cell, said on the console; its cells
+    are keyed by those settings, so a full run into the same folder never reuses them."""
+    out = tmp_path / "s"
+    assert main(["sweep", *GRID, "--limit", "4", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("smoke run (--limit 4)")
+    cells = _cells(out)
+    assert cells and all(len(c["traces"]) == 2 and len(c["traces"][0]) == 4 for c in cells.values())

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..argtypes import marglik_or_positive
+from ..argtypes import marglik_or_positive, positive_int
 
 WORLD = {"world": "the proxies' training world (seed 1000, 20000 pairs)",
          "world-other": "another world (seed 2000, blurred, captions naming every attribute)",
@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
     b.add_argument("--bs", type=int, default=256)
     b.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing)")
     b.add_argument("--out", default="reports/bayes", help="output folder (default: reports/bayes)")
+    b.add_argument("--limit", type=positive_int, metavar="N",
+                   help="a smoke run: at most N Hessian pairs and N evaluation images (classes kept spread), to check "
+                        "the whole chain in minutes; its files say so and its figures describe nothing")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=run)
 
@@ -125,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         if hessian is None or evaluation is None:
             raise ValueError(f"--hessian-data takes pairs ('world', 'world-other', a folder) and --eval-data a "
                              f"labelled set ('world-test', a folder); the embedded sets are: {WORLD}")
+        if args.limit:  # a smoke run: a few pairs for the Hessian, a few labelled images, classes kept spread
+            from ..data.limit import shrink
+
+            evaluation, hessian = shrink(evaluation, args.limit, args.seed), shrink(hessian, args.limit, args.seed)
         if spec.family == "proxy" and not args.eval_data.startswith("world"):
             raise ValueError("proxy models read the embedded world only (32-px arrays), not image folders")
         if args.random_weights:
@@ -142,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcdo bayes: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     text = metrics.table({f"{cal.model} on {cal.config['evaluation']}": cal.comparison})
+    if args.limit:
+        from ..data.limit import smoke_note
+
+        text = f"{smoke_note(args.limit, 'data set (the Hessian pairs and the evaluation set)')}\n\n{text}"
+        cal.config["limit"] = args.limit
     print(text)
     c = cal.config
     print(f"posterior {c['posterior']}: prior precision image {c['lambda_image']:.4g}, text {c['lambda_text']:.4g} "

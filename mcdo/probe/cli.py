@@ -6,6 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ..argtypes import positive_int
+
 SEED_MODELS = "clip-vit-l-14-336,siglip-so400m-14-384,siglip2-so400m-14-378"
 
 
@@ -33,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--random-weights", action="store_true", help="the architectures with random weights (plumbing)")
     p.add_argument("--out", default="reports/probe", help="output folder (default: reports/probe)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="a smoke run: at most N images (but --folds of each label, as the stratified CV needs), to "
+                        "check the whole chain in minutes; its files say so and its figures describe nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -58,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
                              "read image folders")
         device = env.check_device(args.device, "--device") if args.device else env.device()
         data = pipeline.world_size() if world else pipeline.folder(args.data)
+        if args.limit:  # at most N images, but --folds of each label: a stratified CV needs them
+            import dataclasses
+
+            from ..data.limit import subset
+
+            keep = subset(data.labels, args.limit, args.seed, min_per_class=args.folds)
+            images = (data.images[keep] if isinstance(data.images, np.ndarray) else
+                      dataclasses.replace(data.images, paths=tuple(data.images.paths[i] for i in keep),
+                                          labels=data.images.labels[keep]))
+            data = dataclasses.replace(data, labels=data.labels[keep], images=images)
         feats, readable = {}, None
         for spec in specs:
             if args.random_weights:
@@ -77,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcdo probe: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     text = pipeline.table(comp)
+    if args.limit:
+        from ..data.limit import smoke_note
+
+        text = f"{smoke_note(args.limit)} (and --folds of each label)\n\n{text}"
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline.bar_chart(comp, chart)
     record = dict(models=models, data_argument=args.data, commit=env.git_commit(), provenance=env.provenance(env.device()), **pipeline.as_dict(comp),
                   config=dict(folds=args.folds, alpha=args.alpha, probes=list(probes), seed=args.seed,
-                              random_weights=args.random_weights, features="unit-norm image embeddings"))
+                              random_weights=args.random_weights, features="unit-norm image embeddings",
+                              limit=args.limit))
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     write_text_atomic(out / f"{stem}.md",
                       f"# mcdo probe: {args.data}\n\n{text}\n\n![accuracy per fold]({chart.name})\n")

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..argtypes import positive_float
+from ..argtypes import positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--random-weights", action="store_true", help="the architecture with random weights (plumbing)")
     p.add_argument("--out", default="reports/signatures", help="output folder (default: reports/signatures)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="a smoke run: at most N images (classes kept spread), to check the whole chain in minutes; "
+                        "its files say so and its figures describe nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -102,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if world != (not args.model.startswith("timm:") and get_spec(args.model).family == "proxy"):
             raise ValueError("the proxies read the embedded world only (--data world); other models read folders")
         task = _task(args)
+        if args.limit:
+            from ..data.limit import shrink
+
+            task = shrink(task, args.limit, args.seed)
         model, name, head_of = _model(args, device)
         acts, labels = collect.representations(model, task.images, batch_size=args.bs, progress=not args.quiet,
                                                 **({} if world else dict(device=device)))
@@ -112,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     except (MissingResource, KeyError, ValueError) as e:
         print(f"mcdo signatures: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
+    if args.limit:
+        from ..data.limit import smoke_note
+
+        print(smoke_note(args.limit))
     print("\n".join(prof.lines()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     record = dict(model=name, data=task.name, commit=env.git_commit(), provenance=env.provenance(env.device()), kurtosis_mean=float(prof.kurtosis.mean()),
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
-                  importance=prof.importance.tolist() or None, pruning_curve={str(k): v for k, v in prof.accuracy.items()})
+                  importance=prof.importance.tolist() or None, pruning_curve={str(k): v for k, v in prof.accuracy.items()},
+                  n_images=int(len(labels)), limit=args.limit)
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     written = [out / f"{stem}.json"]
     if prof.accuracy:

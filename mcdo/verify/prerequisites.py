@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import env
 from ..data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
+from ..data.limit import shrink, subset  # noqa: F401 (subset: one import place for the claims)
 from ..errors import MissingResource
 from ..models.encoder import describe_weights, load, resolve_backend, weights_present
 from ..models.files import needed_files, where_hint
@@ -90,45 +91,6 @@ def ensure_ready(ctx: Context, files: list[str], data: dict[str, Callable[[Path]
 SMOKE_TRIALS = 3  # the fewest MC trials the reliability statistics take (the trial jackknife needs 3)
 SMOKE_PASSES = 4  # a smoke run's T: the passes per trial (a variance needs 2; 4 keeps the sampler's batching real)
 SMOKE_MIN_IMAGES = 8  # a smoke run's floor for ImageNet val: rank correlations and AUROCs over images need a few
-
-
-def subset(labels: np.ndarray, n: int, seed: int, min_per_class: int = 0) -> np.ndarray:
-    """At most ``n`` positions (but ``min_per_class`` of every class, where it has them), spread over the classes
-    of ``labels`` in turn (a seeded order within each), sorted: a shrunk set keeps as many classes as it can."""
-    rng = np.random.default_rng(seed)
-    by_class = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
-    out: list[int] = []
-    for members in by_class:
-        out += [members.pop() for _ in range(min(min_per_class, len(members)))]
-    while len(out) < n and any(by_class):
-        for members in by_class:
-            if members and len(out) < n:
-                out.append(members.pop())
-    return np.array(sorted(out), dtype=int)
-
-
-def shrink(found: Any, n: int, seed: int = 0, min_per_class: int = 0) -> Any:
-    """A data set cut to at most ``n`` images for a smoke run (``--limit``): an image list, a labelled set or
-    image-caption pairs (their images, labels, captions kept aligned); Broden to its first ``n`` images. A finder
-    that declares ``min_per_class`` (a stratified split or CV needs two of each class) keeps that many of each."""
-    import dataclasses
-
-    if isinstance(found, ImageList):
-        keep = subset(found.labels, n, seed, min_per_class)
-        return dataclasses.replace(found, paths=tuple(found.paths[i] for i in keep), labels=found.labels[keep])
-    images = getattr(found, "images", None)
-    if isinstance(images, ImageList) and dataclasses.is_dataclass(found):
-        keep = subset(images.labels, n, seed, min_per_class)
-        changes = {"images": dataclasses.replace(images, paths=tuple(images.paths[i] for i in keep),
-                                                 labels=images.labels[keep])}
-        for f in dataclasses.fields(found):
-            v = getattr(found, f.name)
-            if f.name != "images" and isinstance(v, (list, tuple, np.ndarray)) and len(v) == len(images):
-                changes[f.name] = v[keep] if isinstance(v, np.ndarray) else type(v)(v[i] for i in keep)
-        return dataclasses.replace(found, **changes)
-    if hasattr(found, "limited"):  # Broden: its own reader cuts the index
-        return found.limited(n)
-    raise TypeError(f"a smoke run cannot shrink a {type(found).__name__}")
 
 
 def _describe(found: Any) -> str:
