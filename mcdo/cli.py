@@ -47,6 +47,8 @@ def _claims(args: argparse.Namespace) -> int:
         print(f"mcdo claims: nothing selected: {', '.join(sorted(args.id or []))} on tier(s) {', '.join(tiers)} "
               "(`mcdo claims --list` shows each claim's tiers)", file=sys.stderr)
         return 2
+    if args.estimate:
+        return _estimate([c for c, t in pairs if t == "gpu"])
     ctx = engine.Context(seed=args.seed, progress=not args.quiet, recorded_own_T=args.recorded_own_T,
                          limit=args.limit)
     out = Path(args.out)
@@ -193,6 +195,26 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(claims: list[str]) -> int:
+    """``mcdo claims --estimate``: the FLOP accounting's floor on each gpu claim's duration on this device."""
+    import torch
+
+    from . import env
+    from .flops import matmul_rate
+    from .verify import workload
+
+    if not claims:
+        print("mcdo claims --estimate: no gpu claim selected", file=sys.stderr)
+        return 2
+    device = env.device()
+    env.full_fp32()
+    rate = matmul_rate(torch.float32, device)
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"this machine's CPU ({device})"
+    rows, total = workload.estimate(claims, rate)
+    print(workload.table(rows, total, rate, where + ", its fp32 matrix-product rate measured now"))
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``mcdo`` parser and its commands' parsers, every option's default in its help."""
     from . import __version__
@@ -220,6 +242,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="a smoke run of the gpu tier: at most N images per data set and the fewest MC trials; "
                         "records say 'smoke run' (never a verdict on the claim), written under OUT/smoke; exits 1 "
                         "unless every selected gpu claim's chain completed (default: the full run)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each selected gpu claim's estimated duration on this machine's device (FLOPs of its "
+                        "passes over the device's measured fp32 rate: a floor) and exit; runs nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_claims)
     from .ood_cli import add_parser as add_ood

@@ -98,3 +98,43 @@ def test_install_is_pinned_to_what_ci_ran():
         assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[test]' -c constraints.txt" in (ROOT / "README.md").read_text()
+
+
+def test_readme_duration_table_is_the_workload_accounting():
+    """The README's per-claim durations are generated (``workload.readme_table``), never typed."""
+    from mcdo.verify import workload
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- estimate:begin -->\n", 1)[1].split("\n<!-- estimate:end -->", 1)[0]
+    assert table == workload.readme_table()
+
+
+def test_workload_covers_every_gpu_claim_and_counts_as_flops_does(monkeypatch):
+    """Every gpu claim has its work listed; the meta-device count of one image pass equals ``flops.pass_flops`` on
+    the built tower (CLIP B-32), and a claim's FLOPs are its passes times that (a naive sum)."""
+    import open_clip
+
+    from mcdo.flops import pass_flops
+    from mcdo.verify import catalog, workload
+    from mcdo.verify.mcd.gpu import GPU
+
+    assert set(workload.WORK) == {c for c, _ in catalog.pairs(("gpu",))}
+    image, text = workload.unit_flops("clip-vit-b-32")
+    tower = open_clip.create_model("ViT-B-32-quickgelu").visual
+    assert image == pass_flops(tower, 224) and text > 0
+    n = GPU["n_synsets"] * GPU["per_synset"]
+    passes = GPU["trials"] * GPU["T"] + len(GPU["blur_radius"]) * GPU["T"] + 1
+    assert workload.flops(workload.WORK["MCD-03"]) == n * passes * image
+    rows, total = workload.estimate(["MCD-03", "MCD-04"], rate=1e12)
+    assert total == rows[0].seconds == rows[1].seconds  # the same reliability run: counted once together
+
+
+def test_mcdo_claims_estimate_prints_the_selected_gpu_claims(capsys, monkeypatch):
+    from mcdo.cli import main
+
+    monkeypatch.setenv("MCDO_DEVICE", "cpu")
+    assert main(["claims", "--estimate", "--id", "MCD-16", "--id", "OOD-03"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| MCD") or line.startswith("| OOD")]
+    assert [r.split(" | ")[0] for r in rows] == ["| MCD-16", "| OOD-03"] and "An estimate, not a measurement" in out
+    assert main(["claims", "--estimate", "--tier", "proxy"]) == 2
