@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests run throwaway projects (tests/test_judge.py: parametrize_with_claims)
+
 # the suite never reaches the network: Hugging Face in offline mode for every test (mcdo's own loads set it
 # themselves; this covers what a test calls directly)
 if os.environ.get("MCDO_ALLOW_DOWNLOAD") != "1":

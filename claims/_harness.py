@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mcdo.verify import catalog, engine, findings
-from mcdo.verify.records import CONSISTENT, REPRODUCED, SKIPPED, SMOKE, UNDECLARED
+from mcdo.verify.acceptance import Outcome, accept
 
 
 def params(family: str) -> list:
@@ -29,25 +29,16 @@ def user_params(models: list[str]) -> list:
 
 
 def check(claim_id: str, tier: str, ctx: engine.Context, sink: list) -> None:
-    """Evaluate, keep the records, skip with the reason when something is missing, assert the claim."""
+    """Evaluate, keep the records, and act on the one judge's outcome (``mcdo.verify.acceptance``, which
+    ``mcdo claims`` applies too): a skip, a failure for a broken rule (never absorbed by a strict xfail: ``pytest.fail`` is not an
+    AssertionError), an assertion for a claim that does not hold (absorbed only where it is a registered finding)."""
     records = engine.evaluate(claim_id, tier, ctx)
     sink.extend(records)
-    judged = [r for r in records if r.verdict != SKIPPED]
-    if not judged:
-        if tier in ctx.strict_tiers:  # a nightly GPU runner that lost its GPU or weights
-            pytest.fail(f"{claim_id} on {tier} skipped under --strict-tier {tier}: {records[0].reason}")
-        pytest.skip(f"{claim_id} on {tier}: {records[0].reason}")
-    # a configuration that differs from the source's without a declared reason is a defect, never an expected
-    # failure (pytest.fail is not an AssertionError, so a strict xfail does not absorb it)
-    undeclared = [f"{r.model}: {k} = {v['run']!r} (source: {v['source']!r})" for r in judged
-                  for k, v in r.departures.items() if v["reason"] == UNDECLARED]
-    if undeclared:
-        pytest.fail(f"{claim_id} on {tier}: undeclared departures from the source's configuration (declare them "
-                    f"in mcdo/verify/sources.py: DEPARTURES): {'; '.join(undeclared)}")
-    if any(r.verdict == SMOKE for r in judged):  # --limit: the chain completed; nothing of the claim is judged
-        return
-    if (claim_id, tier) in catalog.FINDINGS and not ctx.user_model:
-        findings.check(claim_id, tier, records)  # FindingDrift, not AssertionError: never an expected failure
-    failed = [r for r in judged if r.verdict not in (REPRODUCED, CONSISTENT)]
-    assert not failed, "; ".join(
-        f"{r.model}: {r.verdict}, measured {r.measured} CI {r.ci} vs {r.expected} ({r.reason})" for r in failed)
+    j = accept(claim_id, tier, records, ctx.strict_tiers, ctx.user_model)
+    if j.outcome == Outcome.SKIP:
+        pytest.skip(j.message)
+    if j.outcome == Outcome.DEFECT:
+        pytest.fail(j.message)
+    if j.outcome in (Outcome.NOT_REPRODUCED, Outcome.EXPECTED_FAILURE):
+        raise AssertionError(j.message)
+    # PASS, SMOKE, and UNEXPECTED_PASS (its strict xfail marker turns the pass into a failure)

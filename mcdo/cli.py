@@ -99,7 +99,7 @@ def _claims(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     figures, notes = [], []
     if not args.no_figures:
-        from .figures import make_figures
+        from .verify.report_figures import make_figures
 
         figures, notes = make_figures(records, ctx, out)
     partial = len(pairs) < len(catalog.pairs())
@@ -128,6 +128,15 @@ def _claims(args: argparse.Namespace) -> int:
     if failed:
         print(f"evaluator errors (tracebacks above): {', '.join(failed)}", file=sys.stderr)
         return 1
+    from .verify.acceptance import accept_all
+
+    strict = frozenset({"gpu"} if os.environ.get("MCDO_STRICT") == "1" else ())
+    broken = [j for j in accept_all(records, strict) if j.failed]
+    if broken:  # the rules pytest claims applies (verify/acceptance.py): the same run fails both front doors
+        print(f"mcdo claims: {len(broken)} (claim, tier) pair(s) fail the harness's rules:", file=sys.stderr)
+        for j in broken:
+            print(f"  {j.claim}/{j.tier}: {j.outcome}: {j.message[:400]}", file=sys.stderr)
+        return 1
     if args.limit:  # a smoke run passes when every selected gpu claim's chain completed
         incomplete = sorted({f"{r.id} ({r.reason[:160]})" for r in records if r.tier == "gpu" and r.verdict == "skipped"
                              and r.reason != "not implemented"})
@@ -142,8 +151,8 @@ def _claims(args: argparse.Namespace) -> int:
 def verdict_line(r) -> str:
     from . import report
 
-    return (f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report._fmt(r.measured):>8s}"
-            + (f" [{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""))
+    return (f"  {r.id:7s} {r.tier:9s} {r.model:28.28s} {r.verdict:15s} {report.fmt(r.measured):>8s}"
+            + (f" [{report.fmt(r.ci[0])}, {report.fmt(r.ci[1])}]" if r.ci else ""))
 
 
 def claims_run_key(args: argparse.Namespace) -> dict:

@@ -1,4 +1,6 @@
-"""Figures for the report (PNG under reports/figures/), drawn from the records and the data behind them."""
+"""Plotting shared by the report and the tools: one colour per loss family, markers within it, the gate lines'
+legend entry, atomic PNG writes, and the recorded tier's reliability figure (drawn from the recorded folder alone).
+Imports nothing of ``verify/``: the report's figure assembly is ``verify/report_figures.py``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +9,6 @@ import numpy as np
 
 from .errors import MissingResource
 from .io import save_figure_atomic
-from .verify.engine import Context
-from .verify.records import Record
 
 
 # one colour per loss family in every figure (report and tools): CLIP-loss models blue, SigLIP-loss orange; models of
@@ -19,16 +19,10 @@ STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (5, 1))))
 
 
 def loss_of(model: str) -> str | None:
-    """'softmax' or 'sigmoid' for a model name: the registry's loss, else read from the name (SigLIP models name
-    themselves; ``proxy-<loss>`` names theirs); None for a model whose family cannot be told from its name."""
-    from .model_specs import ALIASES, REGISTRY
+    """'softmax' or 'sigmoid' for a model name (``model_specs.loss_family``, the one source)."""
+    from .model_specs import loss_family
 
-    spec = REGISTRY.get(ALIASES.get(model, model))
-    if spec is not None and spec.loss in FAMILY_COLOURS:
-        return spec.loss
-    low = model.lower()
-    return next((loss for loss in FAMILY_COLOURS if loss in low), None) or (
-        "sigmoid" if "siglip" in low else "softmax" if "clip" in low else None)
+    return loss_family(model)
 
 
 def family_colour(model_or_loss: str) -> str:
@@ -138,30 +132,3 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def make_figures(records: list[Record], ctx: Context | None, report_dir: Path
-                 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """Every figure whose inputs are available, and a note for each that could not be drawn (with why): a figure
-    never costs the records of a run. A figure whose inputs are absent (no recorded folder, no proxy pass in this
-    run) is left out silently. The recorded tier's figure is drawn here; every other is declared beside the
-    evaluators whose data it draws (``@engine.draws``)."""
-    from .verify import engine
-
-    out = report_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    makers = {"reliability vs T": lambda c, o: reliability_vs_T(o)}
-    if ctx is not None:
-        makers.update(engine.figure_makers())
-    figures, notes = [], []
-    for name, maker in makers.items():
-        try:
-            fig = maker(ctx, out)
-        except MissingResource:
-            continue
-        except Exception as e:  # a damaged input or a plotting bug: say so in the report, keep going
-            notes.append(f"figure not drawn: {name}: {type(e).__name__}: {e}")
-            continue
-        if fig:
-            figures.append((fig[0], str(Path("figures") / fig[1])))
-    return figures, notes

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+
+
+class Loss(StrEnum):
+    """The training loss of a vision-language model: CLIP's softmax contrastive loss or SigLIP's sigmoid loss."""
+
+    SOFTMAX = "softmax"
+    SIGMOID = "sigmoid"
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,18 @@ ALIASES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16", "ViT-
            "ViT-B-16-SigLIP2": "siglip2-vit-b-16",
            # the OOD seed's --model_type values
            "clip": "clip-vit-b-16", "siglip": "siglip-vit-b-16", "siglip2": "siglip2-vit-b-16"}
+
+
+def loss_family(name: str) -> Loss | None:
+    """The one answer to "which loss trained this model": the registry's (an alias too, e.g. the recorded folder
+    ``clip_b32``), else read from the name (SigLIP models name themselves, in any case and anywhere in the name;
+    ``proxy-<loss>`` names its loss; a CLIP otherwise); None when the name says neither."""
+    spec = REGISTRY.get(ALIASES.get(name, name))
+    if spec is not None and spec.loss in tuple(Loss):
+        return Loss(spec.loss)
+    low = name.lower()
+    named = next((loss for loss in Loss if loss.value in low), None)
+    return named or (Loss.SIGMOID if "siglip" in low else Loss.SOFTMAX if "clip" in low else None)
 
 
 USER_FORMS = ("a registry name (mcdo models)", "ARCH:TAG (an open_clip architecture and pretrained tag)",

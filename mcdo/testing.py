@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .testing_hub import hub_hf_port, hub_model, hub_repo, hub_tokenizer, serve_hub, warm_text_heads  # noqa: F401 (one import place)
+from .testing_claims import ClaimCheck, parametrize_with_claims  # noqa: F401 (one import place)
+from .testing_hub import (  # noqa: F401 (one import place)
+    hub_hf_port, hub_model, hub_repo, hub_tokenizer, serve_hub, train_siglip_tokenizer, warm_text_heads)
 
 IMAGENET_CLASSES = (0, 1, 207, 980)  # positions in the sorted synset list
 OOD_COUNTS = {"iNaturalist/images": 5, "SUN/images": 4, "Places/images": 4}
@@ -126,27 +128,6 @@ def make_recorded_run(root: Path | str, models: dict[str, float], Ts: tuple[int,
             np.savez(folder / f"exp0_trials_T{T}.npz", trial_pre=pre.astype(np.float32),
                      trial_post=(0.5 * pre).astype(np.float32), paths=paths)
     return root
-
-
-def train_siglip_tokenizer(folder: Path | str, vocab_size: int = 512):
-    """A SigLIP tokenizer (a sentencepiece unigram model, as SigLIP's) trained here on ImageNet class names in
-    CLIP's prompts, saved to ``folder``: the transformers tokenizer path runs with no download."""
-    import sentencepiece as spm
-    from transformers import SiglipTokenizer
-
-    from .zeroshot import imagenet_classnames, templates
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = imagenet_classnames()
-    sentences = [t.format(c) for c in names for t in templates("openai")[:6]]
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(folder / "spiece"),
-                                   vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
-                                   bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-                                   minloglevel=2)
-    tok = SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
-    tok.save_pretrained(folder)
-    return tok
 
 
 def save_tiny_siglip_hf(folder: Path | str, seed: int = 0) -> Path:

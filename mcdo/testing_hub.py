@@ -39,12 +39,31 @@ def hub_repo(repo: str, files: dict[str, Path | str | bytes], commit: str = "a" 
     return snapshot
 
 
+def train_siglip_tokenizer(folder: Path | str, vocab_size: int = 512):
+    """A SigLIP tokenizer (a sentencepiece unigram model, as SigLIP's) trained here on ImageNet class names in
+    CLIP's prompts, saved to ``folder``: the transformers tokenizer path runs with no download."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    from .zeroshot import imagenet_classnames, templates
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = imagenet_classnames()
+    sentences = [t.format(c) for c in names for t in templates("openai")[:6]]
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(folder / "spiece"),
+                                   vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2,
+                                   bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+                                   minloglevel=2)
+    tok = SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
+    tok.save_pretrained(folder)
+    return tok
+
+
 def hub_tokenizer(repo: str, work: Path | str, vocab_size: int = 512, cache: Path | str | None = None) -> Path:
     """A SigLIP-style sentencepiece tokenizer trained here (``train_siglip_tokenizer``) laid out in the cache as
     ``repo``'s download (``hub_repo``): the files open_clip's and transformers' tokenizer loads read."""
     folder = Path(work) / repo.replace("/", "--")
-    from .testing import train_siglip_tokenizer
-
     train_siglip_tokenizer(folder, vocab_size)
     return hub_repo(repo, {p.name: p for p in folder.iterdir() if p.is_file()}, cache=cache)
 

@@ -10,7 +10,7 @@ import torch
 
 from mcdo import oodbench
 from mcdo.models import encoder, registry
-from mcdo.models.encoder import load
+from mcdo.models.factory import load
 from mcdo.testing import save_tiny_siglip_hf
 from mcdo.zeroshot import classifier
 

@@ -249,7 +249,7 @@ def test_gpu_evaluators_run_the_pipeline_with_stand_ins(data_root, tmp_path, mon
             assert t08["siglip-vit-b-16"][sc][s]["fpr95"] == pytest.approx(m["fpr95"])
     # the report renders the OOD-08 tables and the score-distribution figure from the same run
     from mcdo import report
-    from mcdo.figures import make_figures
+    from mcdo.verify.report_figures import make_figures
 
     figures, _ = make_figures([], ctx, tmp_path)
     assert ("OOD score distributions, softmax vs sigmoid MCM", "figures/ood_scores.png") in figures

@@ -171,7 +171,8 @@ def test_smoke_run_on_the_real_layout(machine, tmp_path, monkeypatch, capsys):
     [m16] = [r for r in records if r["id"] == "MCD-16"]  # one weight set in both layouts: the features agree
     assert m16["details"]["verdict_had_it_run_whole"] == "reproduced", m16["reason"]
     assert set(m16["config"]["weights"]) == {"siglip2-vit-b-16 (open_clip)", "siglip2-vit-b-16 (hf)"}
-    print(out.out[-4000:])
+    md = (tmp_path / "reports" / "smoke" / "claims.md").read_text()
+    print(md.split("\n## ", 1)[0][-6000:])  # the note's excerpt (pytest -s): the headline and the claim x tier grid
 
 
 def test_the_nightly_workflow_runs_in_order_on_the_rehearsal(machine, tmp_path):

@@ -194,6 +194,20 @@ def test_each_evaluator_lives_in_its_family_and_tier_module():
     assert not misplaced
 
 
+def test_every_evaluator_is_found_by_grepping_its_claim_id():
+    """Issue 34: MCD-03..06 were registered in loops, so ``grep '@evaluates("MCD-03"'`` found nothing. Each
+    (claim, tier) now has its own decorator with the id written out, in its family and tier module."""
+    import re
+    from pathlib import Path
+
+    engine.implemented()
+    root = Path(engine.__file__).parent
+    for (claim_id, tier), fn in engine._EVALUATORS.items():
+        text = (root / claim_id.split("-")[0].lower() / f"{tier}.py").read_text()
+        assert re.search(rf'@evaluates\("{claim_id}", (TIER|"{tier}")\)', text), (claim_id, tier)
+    assert "for _id, _args in FIGURE_CLAIMS" not in (root / "mcd" / "gpu.py").read_text()
+
+
 def test_ci_run_fails_without_the_shared_folder(tmp_path):
     """CI always has ../shared: a run without it would skip the recorded tier and stay green, so it fails."""
     import shutil

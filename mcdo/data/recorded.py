@@ -18,11 +18,11 @@ import numpy as np
 
 from .. import env
 from ..errors import MissingResource
+from ..model_specs import ALIASES as REGISTRY_NAMES  # the folders' names in the registry: one table
 
 # what the published run's model folders are (other folders are described by their name)
 DESCRIPTIONS = {"clip_b32": "open_clip ViT-B-32 openai", "siglip2_b16": "open_clip ViT-B-16-SigLIP2 webli"}
 MODELS = DESCRIPTIONS  # the published run's models (MCD-03..06 and the summaries are about these two)
-REGISTRY_NAMES = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}  # their names in models.registry
 NESTED_T = (4, 16, 64)  # the published run's T
 _SYNSET = re.compile(r"(n\d{8})")
 _TRIALS = re.compile(r"^exp0_trials_T(\d+)\.npz$")
@@ -78,13 +78,14 @@ def run_summary(model: str) -> dict:
 
 def family(model: str) -> str | None:
     """The loss family of a recorded model: ``sigmoid`` (SigLIP) or ``softmax`` (CLIP), from its summary's
-    ``loss`` when it states one, else from its folder name (anywhere in it, any case: ``ViT-SO400M-14-SigLIP2`` is
-    a SigLIP); None when neither says."""
+    ``loss`` when it states one, else ``model_specs.loss_family`` of its folder name (the registry's for a
+    registered alias; ``ViT-SO400M-14-SigLIP2`` is a SigLIP); None when neither says."""
+    from ..model_specs import loss_family
+
     stated = str(run_summary(model).get("loss", "")).lower()
     if stated in ("sigmoid", "softmax"):
         return stated
-    name = model.lower()
-    return "sigmoid" if "siglip" in name else "softmax" if "clip" in name else None
+    return loss_family(model)
 
 
 def _file(relative: str) -> Path:

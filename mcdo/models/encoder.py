@@ -182,7 +182,7 @@ def hf_tokenizer(tok, length: int = 64) -> Callable:
                              return_tensors="pt")["input_ids"]
 
 
-def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
+def proxy_encoder(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
     from ..data import world
     from .proxy import ProxyConfig, load_or_train, normalise_images
 
@@ -194,7 +194,7 @@ def _proxy(spec: ModelSpec, seed: int, progress: bool) -> Encoder:
                    (lambda: float(model.logit_bias.detach())) if model.logit_bias is not None else (lambda: None))
 
 
-_LOADERS = {"open_clip": open_clip_encoder, "hf": _hf}
+LOADERS = {"open_clip": open_clip_encoder, "hf": _hf}  # registered models, by backend
 
 
 def weights_present(name: str, backend: str | None = None) -> bool:
@@ -245,30 +245,3 @@ def resolve_backend(spec: ModelSpec, backend: str | None) -> str:
     if backend == "hf" and spec.family not in ("siglip", "siglip2"):
         raise ValueError(f"the transformers backend is wired for SigLIP/SigLIP2 only, not {spec.name}")
     return backend
-
-
-def load(name: str, pretrained: bool = True, backend: str | None = None, device: str = "cpu", seed: int = 0,
-         progress: bool = True) -> Encoder:
-    """The one front door: a registered model through its backend, pretrained or random-weight, or a user's own
-    model in any form of ``mcdo.model_specs.USER_FORMS`` (its family and sizes read off it, ``models.user``).
-
-    Proxy models (``proxy-softmax``, ``proxy-sigmoid``) are trained here on first use, per ``seed``.
-    """
-    spec = get_spec(name)
-    if spec.source != "registry":
-        from ..env import offline
-        from .user import load_user
-
-        with offline():
-            enc = load_user(spec, pretrained, device)
-    elif spec.family == "proxy":
-        return _proxy(spec, seed, progress)
-    elif spec.tiny and pretrained:
-        raise MissingWeights(f"{spec.name} is a toy architecture with no pretrained weights", "use pretrained=False")
-    else:
-        from ..env import offline
-
-        with offline():  # nothing is fetched over the network, whatever the caller's own Hugging Face settings
-            enc = _LOADERS[resolve_backend(spec, backend)](spec, pretrained, device)
-    enc.pretrained = pretrained
-    return enc

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .hub import hub_file  # noqa: F401 (the look-up the loaders share)
 from .registry import ModelSpec
 
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's default names
@@ -50,23 +51,6 @@ def where_hint() -> str:
     return (f"looked in the Hugging Face cache {hf_cache()}" + (f" (HF_HOME={home})" if home else " (HF_HOME unset)")
             + "; fetch them once with MCDO_ALLOW_DOWNLOAD=1 on a machine with network, or copy that cache here "
             "and point HF_HOME at it")
-
-
-def hub_file(repo: str, files: tuple[str, ...]) -> str | None:
-    """The local path of the first of ``files`` of a Hugging Face repo found in the cache (or in a local folder
-    given as the repo), or None: a look-up only, nothing is downloaded."""
-    if os.path.isdir(repo):  # a local folder given as the repo (save_pretrained output)
-        return next((str(Path(repo) / f) for f in files if (Path(repo) / f).is_file()), None)
-    from huggingface_hub import try_to_load_from_cache
-
-    for f in files:
-        try:
-            hit = try_to_load_from_cache(repo, f)
-        except Exception:  # a malformed repo id: nothing cached under it
-            return None
-        if isinstance(hit, str):
-            return hit
-    return None
 
 
 def timm_repo(name: str) -> str:

@@ -23,7 +23,7 @@ def cached_snapshot(repo: str, probe: tuple[str, ...] = ("tokenizer_config.json"
     file list is cached."""
     if os.path.isdir(repo):
         return repo
-    from .files import hub_file
+    from .hub import hub_file
 
     hit = hub_file(repo, probe)
     return os.path.dirname(hit) if hit else None

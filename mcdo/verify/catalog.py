@@ -11,6 +11,7 @@ reproduce, with the measured value. ``pytest claims`` marks them
 """
 from __future__ import annotations
 
+from enum import StrEnum
 from dataclasses import asdict, dataclass, field
 
 SEEDS = {
@@ -27,8 +28,32 @@ SEED_TITLES = {
     "ICL": "Robustness signatures of CLIP",
     "PRB": "SigLIP vs CLIP frozen-feature probes",
 }
-TIERS = ("math", "arch", "recorded", "proxy", "gpu")
-COMPARISONS = ("value", "direction", "gate", "identity", "exact", "table", "version", "ratio")
+class Tier(StrEnum):
+    """Where a claim is checked: pure statistics, real architectures, recorded measurements, the embedded proxies,
+    or real weights on a GPU."""
+
+    MATH = "math"
+    ARCH = "arch"
+    RECORDED = "recorded"
+    PROXY = "proxy"
+    GPU = "gpu"
+
+
+class Comparison(StrEnum):
+    """How a claim's measurement meets its expectation."""
+
+    VALUE = "value"
+    DIRECTION = "direction"
+    GATE = "gate"
+    IDENTITY = "identity"
+    EXACT = "exact"
+    TABLE = "table"
+    VERSION = "version"
+    RATIO = "ratio"
+
+
+TIERS = tuple(t.value for t in Tier)
+COMPARISONS = tuple(c.value for c in Comparison)
 
 
 @dataclass(frozen=True)
@@ -56,9 +81,13 @@ class Claim:
 
 
 def _c(id, statement, expected, comparison, tiers, value=None, **needs) -> Claim:
-    assert comparison in COMPARISONS, comparison
-    tiers = tuple(tiers.split())
-    assert set(tiers) <= set(TIERS), tiers
+    """One claim; an unknown comparison or tier is an error naming the choices (never an ``assert``, which
+    ``python -O`` removes)."""
+    try:
+        comparison = Comparison(comparison)
+        tiers = tuple(Tier(t) for t in tiers.split())
+    except ValueError as e:
+        raise ValueError(f"{id}: {e}; comparisons {COMPARISONS}, tiers {TIERS}") from None
     return Claim(id, statement, expected, comparison, tiers, value, needs)
 
 

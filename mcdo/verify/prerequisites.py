@@ -12,7 +12,8 @@ from .. import env
 from ..data.folders import MOS_SETS, ImageList, imagenet_val, ood_set
 from ..data.limit import shrink, subset  # noqa: F401 (subset: one import place for the claims)
 from ..errors import MissingResource
-from ..models.encoder import describe_weights, load, resolve_backend, weights_present
+from ..models.encoder import describe_weights, resolve_backend, weights_present
+from ..models.factory import load
 from ..models.files import needed_files, where_hint
 from ..models.registry import get_spec
 from .engine import Context

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..io import jsonable
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-INCONCLUSIVE = "inconclusive"
-CONSISTENT = "consistent with source"  # the source's own summary figure checked, not recomputed from data
-SKIPPED = "skipped"
-SMOKE = "smoke run"  # a --limit run: the chain completed on shrunk data; says nothing of the claim
+class Verdict(StrEnum):
+    """What a record says of its claim."""
+
+    REPRODUCED = "reproduced"
+    NOT_REPRODUCED = "not reproduced"
+    INCONCLUSIVE = "inconclusive"
+    CONSISTENT = "consistent with source"  # the source's own summary figure checked, not recomputed from data
+    SKIPPED = "skipped"
+    SMOKE = "smoke run"  # a --limit run: the chain completed on shrunk data; says nothing of the claim
+
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE
+CONSISTENT, SKIPPED, SMOKE = Verdict.CONSISTENT, Verdict.SKIPPED, Verdict.SMOKE
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, CONSISTENT, SKIPPED)
 
 

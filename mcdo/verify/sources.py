@@ -18,9 +18,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from enum import StrEnum
+
 from .. import stats as S
 
-KINDS = ("value", "above", "below", "pass", "fail")
+class Kind(StrEnum):
+    """What a source expects: a value, a bound it lies above or below, a gate it passes or fails."""
+
+    VALUE = "value"
+    ABOVE = "above"
+    BELOW = "below"
+    PASS = "pass"
+    FAIL = "fail"
+
+
+KINDS = tuple(k.value for k in Kind)
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,8 @@ class Expect:
     tiers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        assert self.kind in KINDS, self.kind
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown expectation kind {self.kind!r}; choose from {KINDS}")
 
 
 def _e(kind: str, value: float | None = None, text: str = "", tiers: str = "") -> Expect:

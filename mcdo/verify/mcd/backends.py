@@ -12,7 +12,6 @@ from ... import env
 from ...data.folders import ImageFiles, ImageList, imagenet_val
 from ...models import load
 from ...models.encoder import describe_weights, weights_present
-from ...models.registry import get_spec
 from ...reliability import draw_images
 from ...zeroshot import image_transform
 from ..engine import Context

@@ -33,6 +33,7 @@ from ...data import recorded as R
 from ...data.folders import ImageFiles, ImageList, imagenet_val
 from ...dropout import firing_sites
 from ...errors import MissingData, MissingResource
+from ...model_specs import ALIASES, loss_family
 from ...reliability import degraded_traces, draw_images, run_trials
 from ...sampling import mc_sample
 from ...zeroshot import classifier, model_cache_id, image_transform, imagenet_classnames
@@ -48,8 +49,8 @@ TIER = "gpu"
 _RUN = SOURCE["MCD-03"]
 GPU = dict(trials=_RUN["trials"], T=_RUN["T"], p=_RUN["p"], mode=_RUN["mode"], dtype="float32",
            **SOURCE["MCD-reliability-run"], batch_size=8, max_rows=512)
-MODELS = {"clip_b32": "clip-vit-b-32", "siglip2_b16": "siglip2-vit-b-16"}
-FAMILY = {"clip_b32": "softmax", "siglip2_b16": "sigmoid"}  # the loss each was trained with (MCD-07's families)
+MODELS = {key: ALIASES[key] for key in ("clip_b32", "siglip2_b16")}  # the recorded run's folder names
+FAMILY = {key: loss_family(name) for key, name in MODELS.items()}  # the loss each was trained with (MCD-07's families)
 USER = "user"  # the key of a user's model (Context.user_model), run in the seed's configuration
 
 
@@ -252,17 +253,35 @@ def harness_run(ctx: Context, key: str) -> dict:
     return ctx.cached(f"mcd-gpu-harness/{key}", make)
 
 
-def _figure(claim_id: str, key: str, figure: str, name: str, fn):
-    def evaluator(ctx: Context) -> list[Record]:
-        m = reliability(ctx, key)
-        return [figure_record(claim_id, TIER, MODELS[key], m["trials"], figure, name, fn, ctx, m["config"])]
-
-    evaluator.__doc__ = f"{claim_id} on the gpu tier: {name} of trace_pre over trials, {MODELS[key]}."
-    return evaluates(claim_id, TIER)(evaluator)
+def _figure(ctx: Context, claim_id: str) -> list[Record]:
+    """One reliability figure of one model's trace_pre over trials (``builders.FIGURE_CLAIMS``)."""
+    key, figure, name, fn = FIGURE_CLAIMS[claim_id]
+    m = reliability(ctx, key)
+    return [figure_record(claim_id, TIER, MODELS[key], m["trials"], figure, name, fn, ctx, m["config"])]
 
 
-for _id, _args in FIGURE_CLAIMS.items():
-    _figure(_id, *_args)
+@evaluates("MCD-03", TIER)
+def mcd03(ctx: Context) -> list[Record]:
+    """MCD-03 on the gpu tier: the SNR of CLIP B-32's trace_pre over trials."""
+    return _figure(ctx, "MCD-03")
+
+
+@evaluates("MCD-04", TIER)
+def mcd04(ctx: Context) -> list[Record]:
+    """MCD-04 on the gpu tier: the median pairwise Spearman of CLIP B-32's trace_pre over trials."""
+    return _figure(ctx, "MCD-04")
+
+
+@evaluates("MCD-05", TIER)
+def mcd05(ctx: Context) -> list[Record]:
+    """MCD-05 on the gpu tier: the SNR of SigLIP2 B-16's trace_pre over trials."""
+    return _figure(ctx, "MCD-05")
+
+
+@evaluates("MCD-06", TIER)
+def mcd06(ctx: Context) -> list[Record]:
+    """MCD-06 on the gpu tier: the median pairwise Spearman of SigLIP2 B-16's trace_pre over trials."""
+    return _figure(ctx, "MCD-06")
 
 
 @evaluates("MCD-07", TIER)

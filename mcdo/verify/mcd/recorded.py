@@ -110,16 +110,34 @@ def expected_gate(model: str) -> bool | None:
     return gate_expectation("MCD-07", R.family(model), TIER)
 
 
-def _figure(claim_id: str, model: str, figure: str, name: str, fn):
-    def evaluator(ctx: Context) -> list[Record]:
-        return [named(_figure_record(ctx, claim_id, model, figure, name, fn), model)]
-
-    evaluator.__doc__ = f"{claim_id} on the recorded tier: {name} of trace_pre over trials at the source's T, {model}."
-    return evaluates(claim_id, TIER)(evaluator)
+def _figure(ctx: Context, claim_id: str) -> list[Record]:
+    """One reliability figure of one recorded model at the source's T (``builders.FIGURE_CLAIMS``)."""
+    model, figure, name, fn = FIGURE_CLAIMS[claim_id]
+    return [named(_figure_record(ctx, claim_id, model, figure, name, fn), model)]
 
 
-for _id, _args in FIGURE_CLAIMS.items():
-    _figure(_id, *_args)
+@evaluates("MCD-03", TIER)
+def mcd03(ctx: Context) -> list[Record]:
+    """MCD-03 on the recorded tier: the SNR of clip_b32's trace_pre over trials."""
+    return _figure(ctx, "MCD-03")
+
+
+@evaluates("MCD-04", TIER)
+def mcd04(ctx: Context) -> list[Record]:
+    """MCD-04 on the recorded tier: the median pairwise Spearman of clip_b32's trace_pre over trials."""
+    return _figure(ctx, "MCD-04")
+
+
+@evaluates("MCD-05", TIER)
+def mcd05(ctx: Context) -> list[Record]:
+    """MCD-05 on the recorded tier: the SNR of siglip2_b16's trace_pre over trials."""
+    return _figure(ctx, "MCD-05")
+
+
+@evaluates("MCD-06", TIER)
+def mcd06(ctx: Context) -> list[Record]:
+    """MCD-06 on the recorded tier: the median pairwise Spearman of siglip2_b16's trace_pre over trials."""
+    return _figure(ctx, "MCD-06")
 
 
 @evaluates("MCD-07", TIER)

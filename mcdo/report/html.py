@@ -10,9 +10,9 @@ import base64
 import html
 from pathlib import Path
 
-from . import report
-from .verify import catalog
-from .verify.records import SKIPPED, Record
+from ..verify import catalog
+from ..verify.records import SKIPPED, Record
+from . import summary
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -64,9 +64,9 @@ SYMBOLS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "c
 
 
 def _cell(count, registered: bool) -> str:
-    kind = report.cell_summary(count) if registered and count else ""
+    kind = summary.cell_summary(count) if registered and count else ""
     cls = f" v-{kind.replace(' ', '-')}" if kind else ""
-    return f"<td class='cell{cls}'>{_e(report.cell_text(count, registered, SYMBOLS))}</td>"
+    return f"<td class='cell{cls}'>{_e(summary.cell_text(count, registered, SYMBOLS))}</td>"
 
 
 def _e(x) -> str:
@@ -87,23 +87,23 @@ def _figure(out_dir: Path, caption: str, path: str) -> str:
 def page(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] = (), wall_s: float | None = None,
          notes: list[str] = (), runs: dict[str, dict] | None = None) -> str:
     """The report as one HTML page (figures read from ``out_dir`` and inlined)."""
-    grid = report.cells(records)
-    held = report._held_runs(records, runs or {})
+    grid = summary.cells(records)
+    held = summary.held_runs(records, runs or {})
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>mcdo claims report</title>",
              f"<style>{_STYLE}</style></head><body>", "<h1>mcdo claims report</h1>"]
-    parts += [f"<p>{_e(line.lstrip('- '))}</p>" for line in report._header(records, wall_s, held) if line]
-    cov = report.coverage(records)
+    parts += [f"<p>{_e(line.lstrip('- '))}</p>" for line in summary.header(records, wall_s, held) if line]
+    cov = summary.coverage(records)
     parts.append("<p><b>Coverage</b> (claims with a verdict / claims on the tier): "
                  + ", ".join(f"{t} {a}/{b}" for t, (a, b) in cov.items()) + f"; <b>records</b>: {len(records)}</p>")
     parts.append("<h2>Claims at a glance</h2><table class='sortable'><thead><tr><th>id</th><th>claim</th>"
                  + "".join(f"<th>{t}</th>" for t in catalog.TIERS) + "</tr></thead><tbody>")
     for c in catalog.CLAIMS:
-        parts.append(f"<tr><td>{_e(c.id)}</td><td title='{_e(c.statement)}'>{_e(report.short(c.statement))}</td>"
+        parts.append(f"<tr><td>{_e(c.id)}</td><td title='{_e(c.statement)}'>{_e(summary.short(c.statement))}</td>"
                      + "".join(_cell(grid.get((c.id, t)), t in c.tiers) for t in catalog.TIERS) + "</tr>")
     parts.append("</tbody></table><p class='legend'>✓ reproduced, ✗ not reproduced, ? inconclusive, ☑ consistent "
                  "with source, ○ skipped, · not evaluated in this run; a count beside a symbol when a cell's records "
                  "differ (violet). Hover a claim for its whole statement; click a column to sort.</p>")
-    found = report.finding_rows(records)
+    found = summary.finding_rows(records)
     if found:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li><b>{_e(c)} / {_e(t)}</b>: {_e(x)}</li>"
                                                       for c, t, x in found) + "</ul>")
@@ -119,15 +119,15 @@ def page(records: list[Record], out_dir: Path, figures: list[tuple[str, str]] = 
             parts.append("<table class='sortable'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
                          + "</tr></thead><tbody>")
             for r in judged:
-                ci = f"[{report._fmt(r.ci[0])}, {report._fmt(r.ci[1])}]" if r.ci else ""
+                ci = f"[{summary.fmt(r.ci[0])}, {summary.fmt(r.ci[1])}]" if r.ci else ""
                 model = f"{r.model} ({r.variant})" if r.variant else r.model
                 key = "" if r.measured is None else f" data-key='{r.measured!r}'"
                 parts.append(f"<tr><td>{_e(r.id)}</td><td>{_e(r.tier)}</td><td>{_e(model)}</td>"
-                             f"<td>{_e(report._MARK[r.verdict])}</td><td{key}>{_e(report._fmt(r.measured))}</td>"
-                             f"<td>{_e(ci)}</td><td>{_e(r.expected)}</td><td>{_e(report.departures_text(r))}</td>"
+                             f"<td>{_e(summary.MARK[r.verdict])}</td><td{key}>{_e(summary.fmt(r.measured))}</td>"
+                             f"<td>{_e(ci)}</td><td>{_e(r.expected)}</td><td>{_e(summary.departures_text(r))}</td>"
                              f"<td class='reason'>{_e(r.reason)}</td></tr>")
             parts.append("</tbody></table>")
-        groups = report.skip_groups(fam_records)
+        groups = summary.skip_groups(fam_records)
         if groups:
             parts.append(f"<p>Skipped ({sum(len(v) for _, v in groups)} records), one line per reason:</p><ul>"
                          + "".join(f"<li>{_e(reason)} <small>({_e(', '.join(which))})</small></li>"
