@@ -30,8 +30,9 @@ def user_params(models: list[str]) -> list:
 
 def check(claim_id: str, tier: str, ctx: engine.Context, sink: list) -> None:
     """Evaluate, keep the records, and act on the one judge's outcome (``mcdo.verify.acceptance``, which
-    ``mcdo claims`` applies too): a skip, a failure for a broken rule (never absorbed by a strict xfail: ``pytest.fail`` is not an
-    AssertionError), an assertion for a claim that does not hold (absorbed only where it is a registered finding)."""
+    ``mcdo claims`` applies too): a skip, a failure for a broken rule (never absorbed by a strict xfail:
+    ``pytest.fail`` is not an AssertionError), an assertion for a claim that does not hold (absorbed only where it
+    is a registered finding)."""
     records = engine.evaluate(claim_id, tier, ctx)
     sink.extend(records)
     j = accept(claim_id, tier, records, ctx.strict_tiers, ctx.user_model)
