@@ -18,8 +18,11 @@ from .verify import catalog
 
 
 def _claims(args: argparse.Namespace) -> int:
-    if args.list:
-        print(json.dumps([c.as_dict() for c in catalog.CLAIMS], indent=1))
+    if args.list:  # each claim's whole entry, the one that judges (figures, margins, source, departures, findings)
+        from .io import jsonable
+        from .verify.entries import entry
+
+        print(json.dumps([jsonable(entry(c.id)) for c in catalog.CLAIMS], indent=1))
         return 0
     from . import report
     from .verify import engine

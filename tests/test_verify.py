@@ -194,6 +194,25 @@ def test_each_evaluator_lives_in_its_family_and_tier_module():
     assert not misplaced
 
 
+def test_claims_list_prints_what_judges(capsys):
+    """Issue 34: ``--list`` printed ``expected: "1.0"`` and the dead ``expected_value``; now each claim's entry holds
+    the figures' margins with their reasons, the source's expectation and configuration, the gate, the declared
+    departures per tier and the findings: changing any of them changes the listing."""
+    import json
+
+    from mcdo.verify import sources
+
+    assert cli.main(["claims", "--list"]) == 0
+    listing = {e["id"]: e for e in json.loads(capsys.readouterr().out)}
+    assert set(listing) == set(catalog.BY_ID)
+    m03, b03, m07 = listing["MCD-03"], listing["BVL-03"], listing["MCD-07"]
+    assert m03["margins"]["MCD-03"]["size"] == catalog.MARGINS["MCD-03"].size and m03["margins"]["MCD-03"]["why"]
+    assert m03["source_configuration"] == sources.SOURCE.get("MCD-03")
+    assert {"lambda_image", "lambda_text", "ece20", "nlpd", "baseline_ece20", "BVL-03"} <= set(b03["margins"])
+    assert m07["gate"] == dict(sources.GATE) and m07["expect"]["sigmoid"]["kind"] == "pass"
+    assert m07["findings"]["proxy"]["figures"] and "departures" in m07 and m07["departures"]["proxy"]["model"]
+
+
 def test_every_evaluator_is_found_by_grepping_its_claim_id():
     """Issue 34: MCD-03..06 were registered in loops, so ``grep '@evaluates("MCD-03"'`` found nothing. Each
     (claim, tier) now has its own decorator with the id written out, in its family and tier module."""
