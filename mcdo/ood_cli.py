@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
     o.add_argument("--precision", choices=("fp32", "bf16", "amp"), help="default: amp (bf16) on cuda, fp32 on cpu")
     o.add_argument("--workers", type=int, default=None,
                    help="image decoding processes (default: up to 4, no more than the cores available)")
-    o.add_argument("--backend", choices=("open_clip", "hf"))
+    o.add_argument("--backend", choices=("open_clip", "hf"),
+                   help="which library builds a SigLIP / SigLIP2 (default: open_clip; MCDO_SIGLIP2_BACKEND for SigLIP2)")
     o.add_argument("--random-weights", action="store_true",
                    help="the architecture with random weights (plumbing checks)")
     o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
@@ -64,7 +65,7 @@ def add_parser(sub) -> None:
     o.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run: at most N images of the ID set and of each OOD set (classes kept spread), to "
                         "check the whole chain in minutes; its files say so and its figures describe nothing")
-    o.add_argument("--quiet", action="store_true")
+    o.add_argument("--quiet", action="store_true", help="no progress bars: results and errors only")
     o.set_defaults(func=run)
 
 

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run: at most N images and 2 trials per cell (cells keyed by these settings, apart "
                         "from a full run's), to check the grid's chain in minutes; its figures describe nothing")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: results and errors only")
     p.set_defaults(func=run)
 
 

@@ -241,6 +241,11 @@ def test_every_option_says_its_default_in_help():
             expanded = parser._get_formatter()._expand_help(action)
             flag = action.option_strings[-1] if action.option_strings else action.dest
             assert "default" in expanded, f"mcdo {name} {flag}: no default in --help"
+    for name, parser in commands.items():  # issue 36.8: every option has help, and no literal "%%" reaches a reader
+        assert "%%" not in parser.format_help(), name
+        undocumented = [a.option_strings[-1] for a in parser._actions
+                         if a.option_strings and not a.help and a.help != argparse.SUPPRESS]
+        assert not undocumented, (name, undocumented)
     seed = next(a for a in commands["ood"]._actions if "--seed" in a.option_strings)
     assert "(default: 0)" in commands["ood"]._get_formatter()._expand_help(seed)  # 0 is a default too
 

@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
     b.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run: at most N Hessian pairs and N evaluation images (classes kept spread), to check "
                         "the whole chain in minutes; its files say so and its figures describe nothing")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress bars: results and errors only")
     b.set_defaults(func=run)
 
 

@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run: at most N images (but --folds of each label, as the stratified CV needs), to "
                         "check the whole chain in minutes; its files say so and its figures describe nothing")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: results and errors only")
     p.set_defaults(func=run)
 
 

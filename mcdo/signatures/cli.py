@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                        description="Reads a model's unit-norm image representations on --data and prints the "
                                    "activation kurtosis (per image across dimensions, and per dimension), the "
                                    "outlier-feature profile and, with a zero-shot head (or a classifier's own), the "
-                                   "accuracy after keeping the top k%% of the head's SVD directions by importance.")
+                                   "accuracy after keeping the top k% of the head's SVD directions by importance.")
     p.add_argument("--model", default="proxy-softmax",
                    help="a registered model, or timm:<name> for a timm classifier (e.g. "
                         "timm:vit_base_patch16_clip_224.openai_ft_in1k); default proxy-softmax")
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="a smoke run: at most N images (classes kept spread), to check the whole chain in minutes; "
                         "its files say so and its figures describe nothing")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: results and errors only")
     p.set_defaults(func=run)
 
 
