@@ -240,7 +240,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--list", action="store_true", help="print the claim registry as JSON and exit")
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-figures", action="store_true", help="write the records and the report without drawing its figures")
+    p.add_argument("--no-figures", action="store_true",
+                   help="write the records and the report without drawing its figures")
     p.add_argument("--recorded-own-T", action="store_true",
                    help="recorded tier: judge a run that lacks the source's T (64; MCD-15: 16 -> 64) at its own "
                         "largest T, stated as a departure in its row (default: such a run is skipped)")

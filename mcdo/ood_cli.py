@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     o.add_argument("--workers", type=int, default=None,
                    help="image decoding processes (default: up to 4, no more than the cores available)")
     o.add_argument("--backend", choices=("open_clip", "hf"),
-                   help="which library builds a SigLIP / SigLIP2 (default: open_clip; MCDO_SIGLIP2_BACKEND for SigLIP2)")
+                   help="which library builds a SigLIP / SigLIP2 (default: open_clip; for SigLIP2 "
+                        "MCDO_SIGLIP2_BACKEND)")
     o.add_argument("--random-weights", action="store_true",
                    help="the architecture with random weights (plumbing checks)")
     o.add_argument("--seed", type=int, default=0, help="seed of --random-weights")
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if args.limit:
             from .data.limit import shrink
 
-            data = (shrink(data[0], args.limit, args.seed), {n: shrink(v, args.limit, args.seed) for n, v in data[1].items()})
+            data = (shrink(data[0], args.limit, args.seed),
+                    {n: shrink(v, args.limit, args.seed) for n, v in data[1].items()})
         if args.random_weights:
             import torch
 
