@@ -38,7 +38,7 @@ def _machine() -> list[str]:
     return [f"GPU: {gpu}",
             f"Hugging Face cache: {hf_cache()} (HF_HOME{'=' + home if home else ' unset'}); downloads "
             + ("allowed (MCDO_ALLOW_DOWNLOAD=1)" if os.environ.get("MCDO_ALLOW_DOWNLOAD") == "1"
-               else "off: set MCDO_ALLOW_DOWNLOAD=1 once on a machine with network to fetch what is missing"),
+               else "off: run `mcdo doctor --fetch` once on a machine with network to fetch what is missing"),
             f"SigLIP tokenizer libraries: {spm}",
             f"MCDO_DEVICE: {os.environ.get('MCDO_DEVICE') or '(unset: cuda when visible, else cpu)'}"
             + _setting(env.device),

@@ -38,8 +38,13 @@ class Cell:
 
     @property
     def id(self) -> str:
+        """A readable, shell-safe name: letters, digits and ``._+-`` only, never starting with ``-`` (a path-named
+        model's cell file would otherwise read as an option to ``cat``)."""
+        import re
+
         data = Path(self.data).name if self.data != WORLD else WORLD
-        return f"{self.model}_p{self.p:g}_T{self.T}_{self.mode}_{data}".replace("/", "-")
+        raw = f"{self.model}_p{self.p:g}_T{self.T}_{self.mode}_{data}"
+        return re.sub(r"[^A-Za-z0-9._+-]+", "-", raw).lstrip("-.") or "cell"
 
 
 def grid(models, ps, Ts, modes, datasets) -> list[Cell]:

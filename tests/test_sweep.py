@@ -194,3 +194,12 @@ def test_sweep_limit_is_a_smoke_run_with_cells_of_its_own(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("smoke run (--limit 4)")
     cells = _cells(out)
     assert cells and all(len(c["traces"]) == 2 and len(c["traces"][0]) == 4 for c in cells.values())
+
+
+def test_cell_names_are_shell_safe_for_path_named_models():
+    """Issue 36.5: a model named by its path made cell files starting with '-' (``cat`` read them as options)."""
+    import re
+
+    for model in ("/models/my ft.pt", "ViT-B-16:/abs/ckpt.pt", "hf-hub:org/name", "-odd"):
+        cid = sweep.Cell(model, 0.01, 16, "as_published", "world").id
+        assert re.fullmatch(r"[A-Za-z0-9._+][A-Za-z0-9._+-]*", cid), cid
