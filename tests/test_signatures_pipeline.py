@@ -221,3 +221,23 @@ def test_icl_gpu_evaluators_judge_known_signatures():
     pruned = np.mean(np.argmax((zs @ keep.T) @ (keep @ head.T), 1) == labels)
     assert full > 0.9 and pruned < full - 0.1
     assert k3.measured == pytest.approx(pruned - full) and k3.verdict == "not reproduced"
+
+
+def test_mcdo_signatures_refuses_an_empty_class_folder_and_a_single_class(tmp_path, capsys):
+    """Issue 36.10: an empty class folder was counted as a zero-shot class and a one-class folder reported '100% of
+    the importance' and 1.000 at every k, both exit 0; now each is refused, naming the folder (as mcdo bayes does)."""
+    import shutil
+
+    from mcdo.cli import main
+
+    root = make_image_folders(tmp_path / "data")
+    val = root / "imagenet/val"
+    (val / "n99999999").mkdir()
+    assert main(["signatures", "--model", "tiny-clip", "--random-weights", "--data", str(val), "--quiet",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "no image: n99999999" in capsys.readouterr().err
+    one = tmp_path / "one"
+    shutil.copytree(next(p for p in val.iterdir() if p.is_dir() and any(p.iterdir())), one / "only")
+    assert main(["signatures", "--model", "tiny-clip", "--random-weights", "--data", str(one), "--quiet",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err

@@ -54,7 +54,17 @@ def folder_task(path, template: str = "a photo of a {}.") -> Task:
     """A labelled image folder (one sub-folder per class); prompts from the folder names."""
     from ..data.folders import class_folder
 
+    import numpy as np
+
     f = class_folder(path)
+    if len(f.classnames) < 2:  # a one-class head keeps 100% of its importance in one direction: meaningless
+        raise ValueError(f"{path}: {len(f.classnames)} class folder; the zero-shot head and its pruning curve need "
+                         "at least 2 classes")
+    present = np.bincount(np.asarray(f.images.labels), minlength=len(f.classnames))
+    empty = [c for c, n in zip(f.classnames, present) if n == 0]
+    if empty:
+        raise ValueError(f"{path}: class folder(s) with no image: {', '.join(empty[:5])} (each would be an extra "
+                         "zero-shot class): remove them or add images")
     return Task(f.images.name, f.images, f.images.labels, [template.format(c) for c in f.classnames], f.classnames)
 
 
