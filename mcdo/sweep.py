@@ -96,7 +96,9 @@ def shard_of(spec: str | None = None, environ: dict | None = None) -> tuple[int,
     else:
         i, n, source = 0, 1, "one shard"
     if not 0 <= i < n:
-        raise ValueError(f"shard {i} of {n} ({source}): the index must be in [0, {n})")
+        hint = (": an array given as a list (--array=1,3,5,7) numbers its tasks by ID, not by place; give each task "
+                "--shard i/n (0-based) instead" if source.startswith("Slurm") else "")
+        raise ValueError(f"shard {i} of {n} ({source}): the index must be in [0, {n}){hint}")
     return i, n, source
 
 

@@ -203,3 +203,12 @@ def test_cell_names_are_shell_safe_for_path_named_models():
     for model in ("/models/my ft.pt", "ViT-B-16:/abs/ckpt.pt", "hf-hub:org/name", "-odd"):
         cid = sweep.Cell(model, 0.01, 16, "as_published", "world").id
         assert re.fullmatch(r"[A-Za-z0-9._+][A-Za-z0-9._+-]*", cid), cid
+
+
+def test_a_slurm_list_array_points_at_shard():
+    """Issue 36.14: ``--array=1,3,5,7`` (MIN 1, MAX 7, COUNT 4) made task 5 shard 4 of 4, refused without saying
+    what to do; the message now points at --shard."""
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "7",
+           "SLURM_ARRAY_TASK_COUNT": "4"}
+    with pytest.raises(ValueError, match="--shard i/n"):
+        sweep.shard_of(None, env)
