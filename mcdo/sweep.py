@@ -143,14 +143,20 @@ def _images(data: str, enc, n_images: int):
     from .zeroshot import image_transform
 
     lab = class_folder(data)
-    t, out = image_transform(enc), []
+    t, out, bad = image_transform(enc), [], []
     for p in lab.images.paths:
         if len(out) == n_images:
             break
         try:
             out.append(t(Image.open(p).convert("RGB")))
-        except Exception:  # an unreadable file: skipped (the folder readers count them)
-            continue
+        except Exception:  # an unreadable file: skipped, and said (as ood and probe say theirs)
+            bad.append(str(p))
+    if not out:
+        raise ValueError(f"{data}: no readable image among {len(bad)} files (first: {bad[0] if bad else 'none'})")
+    if bad:
+        import warnings
+
+        warnings.warn(f"{data}: {len(bad)} unreadable image(s) skipped (first: {bad[0]})", stacklevel=2)
     return torch.stack(out)
 
 

@@ -212,3 +212,21 @@ def test_a_slurm_list_array_points_at_shard():
            "SLURM_ARRAY_TASK_COUNT": "4"}
     with pytest.raises(ValueError, match="--shard i/n"):
         sweep.shard_of(None, env)
+
+
+def test_sweep_names_unreadable_images_and_refuses_a_folder_with_none(tmp_path):
+    """Issue 36.14: a folder with no readable image gave 'stack expects a non-empty TensorList'; unreadable files
+    were skipped without a word."""
+    from mcdo.models import load
+    from mcdo.testing import make_probe_folder
+
+    enc = load("tiny-clip", pretrained=False)
+    folder = make_probe_folder(tmp_path / "d", per_class=3)  # one broken file among them
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        x = sweep._images(str(folder), enc, 100)
+    assert x.shape[0] == len([p for p in folder.rglob("*") if p.is_file()]) - 1
+    for p in folder.rglob("*"):
+        if p.is_file():
+            p.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="no readable image"):
+        sweep._images(str(folder), enc, 100)
