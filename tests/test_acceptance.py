@@ -109,3 +109,19 @@ def test_full(model, claim):
         from mcdo.testing import parametrize_with_claims
 
         parametrize_with_claims(["tiny-clip"], claims=["OOD-04"])
+
+
+def test_a_record_pooled_over_random_seeds_carries_no_seed(monkeypatch):
+    """Issue 35.6: '3 seeds pooled' records carried config.seed = 0, so filtering by seed mixed them with seed 0's
+    own; now seed is null and pooled_over lists the seeds, while a one-seed record keeps its seed."""
+    def evaluator(ctx):
+        return [Record("OOD-01", "math", "pooled", REPRODUCED, config=dict(seeds=[0, 1, 2])),
+                Record("OOD-01", "math", "one", REPRODUCED, config=dict(seeds=[0])),
+                Record("OOD-01", "math", "seed 2", REPRODUCED, config=dict(seed=2, seeds=[0, 1, 2]))]
+
+    engine.implemented()
+    monkeypatch.setitem(engine._EVALUATORS, ("OOD-01", "math"), evaluator)
+    pooled, one, own = engine.evaluate("OOD-01", "math", engine.Context(seed=0))
+    assert pooled.config["seed"] is None and pooled.config["pooled_over"] == [0, 1, 2]
+    assert one.config["seed"] == 0 and "pooled_over" not in one.config
+    assert own.config["seed"] == 2 and "pooled_over" not in own.config

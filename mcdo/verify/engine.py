@@ -160,6 +160,9 @@ def evaluate(claim_id: str, tier: str, ctx: Context | None = None) -> list[Recor
         r.commit = env.git_commit()
         r.elapsed_s = round(elapsed / len(records), 3)
         r.expected = r.expected or claim.expected
+        seeds = r.config.get("seeds")
+        if "seed" not in r.config and isinstance(seeds, (list, tuple)) and len(seeds) > 1:
+            r.config.update(seed=None, pooled_over=list(seeds))  # across random seeds: no one seed is its own
         r.config.setdefault("seed", ctx.seed)
         if tier == "gpu" and r.verdict != SKIPPED:
             _stamp_gpu(r, ctx)
