@@ -347,3 +347,14 @@ def test_every_results_file_says_where_it_came_from(tmp_path, monkeypatch):
     report.write([Record("MCD-02", "math", "m", REPRODUCED, 0.1, (0.0, 0.2))], tmp_path)
     payload = json.loads((tmp_path / "claims.json").read_text())
     assert payload["provenance"]["packages"]["numpy"] and payload["provenance"]["python"]
+
+
+def test_the_grid_legend_names_every_symbol_in_the_grid():
+    """A smoke run's grid showed ⚙ in 27 cells and a legend without it."""
+    r = Record("MCD-03", "gpu", "m", "reproduced")
+    r.verdict = "smoke run"
+    legend = [line for line in report.markdown([r]).splitlines() if "not evaluated in this run" in line][0]
+    assert "⚙ smoke run" in legend and "✅ reproduced" in legend
+    legend = [line for line in report.markdown([Record("MCD-03", "gpu", "m", "skipped")]).splitlines()
+              if "not evaluated in this run" in line][0]
+    assert "⚙" not in legend and "⏭ skipped" in legend

@@ -28,9 +28,11 @@ def markdown(records: list[Record], figures: list[tuple[str, str]] = (), wall_s:
     for c in catalog.CLAIMS:
         lines.append(f"| {c.id} | {short(c.statement).replace('|', '/')} | "
                      + " | ".join(cell_text(grid.get((c.id, t)), t in c.tiers) for t in catalog.TIERS) + " |")
-    lines += ["", "✅ reproduced, ❌ not reproduced, ❔ inconclusive, ☑ consistent with source, ⏭ skipped, · not "
-              "evaluated in this run; a count beside a symbol when a cell's records differ (one per model or "
-              "setting)."]
+    present = {v for count in grid.values() for v in count}  # the legend names every symbol of the grid
+    legend = ", ".join(f"{sym} {verdict}" for verdict, sym in SYMBOL.items() if verdict != "smoke run"
+                       or verdict in present)
+    lines += ["", f"{legend}, · not evaluated in this run; a count beside a symbol when a cell's records differ "
+              "(one per model or setting)."]
     found = finding_rows(records)
     if found:
         lines += ["", "## Findings", ""] + [f"- **{c} / {t}**: {text}" for c, t, text in found]
