@@ -165,6 +165,8 @@ def test_mcdo_signatures_limit_is_a_smoke_run_that_says_so(tmp_path, capsys):
     (rec,) = (tmp_path / "out").glob("*.json")
     rec = json.loads(rec.read_text())
     assert rec["limit"] == n_classes and 0 < rec["n_images"] <= n_classes
+    # issue 36.4 (part): the configuration and the data folder's whole path, not its base name only
+    assert rec["data_path"] == str((root / "imagenet/val").resolve()) and rec["config"]["threshold"] == 10.0
 
 
 def test_mcdo_signatures_defaults_to_the_claims_configuration(monkeypatch, tmp_path):

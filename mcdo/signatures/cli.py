@@ -131,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
                   kurtosis_dimension=prof.kurtosis_dimension, max_median=prof.outliers.ratio,
                   outlier_dimensions=prof.outliers.outliers.tolist(), threshold=args.threshold,
                   importance=prof.importance.tolist() or None, pruning_curve={str(k): v for k, v in prof.accuracy.items()},
-                  n_images=int(len(labels)), limit=args.limit)
+                  n_images=int(len(labels)), limit=args.limit, config=tool_config(args),
+                  data_path=(str(Path(args.data).resolve()) if args.data not in ("world", "imagenet")
+                             else args.data))
     write_text_atomic(out / f"{stem}.json", json.dumps(jsonable(record), indent=1) + "\n")
     written = [out / f"{stem}.json"]
     if prof.accuracy:
