@@ -238,3 +238,17 @@ def test_mcdo_probe_limit_keeps_the_folds_and_says_it_is_a_smoke_run(tmp_path, m
     assert out.startswith("smoke run (--limit 5)")
     rec = json.loads(next((tmp_path / "out").glob("otoliths-random-*.json")).read_text())
     assert rec["config"]["limit"] == 5 and rec["n_images"] == 3 * 4  # 3 folds x the folder's 4 ages
+
+
+def test_a_difference_with_zero_spread_is_said_in_the_table():
+    """Issue 36.8: two models with the same features differ by 0 in every fold; the JSON said so, the console
+    table showed only 'p=1'. Now the table carries the note."""
+    x, y = _data(n=100)
+    data = pipeline.ProbeData("toy", y - 3, [str(v) for v in range(3, 8)], None)
+    comp = pipeline.run({"a": x, "b": x.copy()}, data, np.arange(100), k=5, probes=("ridge",))
+    text = pipeline.table(comp)
+    assert "zero variance across folds: the two are identical in every fold" in text
+    assert "- ridge accuracy b - a: zero variance" in text
+    noisy = x * 2 + 0.3 * np.random.default_rng(1).normal(size=x.shape)
+    other = pipeline.table(pipeline.run({"a": x, "b": noisy}, data, np.arange(100), k=5, probes=("ridge",)))
+    assert "- ridge accuracy b - a: zero variance" not in other  # a difference that varies has no such note

@@ -131,7 +131,9 @@ def table(comp: Comparison) -> str:
         pt, ct = t["paired"], t["corrected"]
         lines.append(f"| {t['probe']} | {t['metric']} | {t['b']} - {t['a']} | {pt.mean:+.4f}, p={pt.p:.3g} | "
                      f"[{ct.ci[0]:+.4f}, {ct.ci[1]:+.4f}], p={ct.p:.3g} |")
-    return "\n".join(lines)
+    notes = sorted({f"{t['probe']} {t['metric']} {t['b']} - {t['a']}: {t[k].note}" for t in comp.tests
+                    for k in ("paired", "corrected") if t[k].note})
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
 
 
 def as_dict(comp: Comparison) -> dict:
