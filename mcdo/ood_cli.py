@@ -76,9 +76,7 @@ def _ood_folder(group: str):
         whole = Path(value).expanduser().is_dir()  # a folder whose own path holds "=" is a folder, not NAME=DIR
         name, _, path = ("", "", value) if whole or "=" not in value else value.partition("=")
         path = path or value
-        if not Path(path).expanduser().is_dir():
-            raise argparse.ArgumentTypeError(f"{path}: no such folder")
-        return group, name or Path(path).expanduser().resolve().name, path
+        return group, name or Path(path).expanduser().resolve().name, path  # checked in run: one line, no usage
 
     return parse
 
@@ -112,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
     sets = MOS_SETS if not args.ood_dataset or "all" in args.ood_dataset else tuple(dict.fromkeys(args.ood_dataset))
     folders = (args.ood_data or []) + (args.near_ood or []) + (args.far_ood or [])
     own = bool(folders or args.id_data or args.classnames)  # a user's benchmark instead of the MOS sets
+    flags = {"ood": "--ood-data", "near": "--near-ood", "far": "--far-ood"}
+    missing = [f"{flags.get(g, '--ood-data')} {p}" for g, _, p in folders if not Path(p).expanduser().is_dir()]
+    missing += [f"--id-data {args.id_data}"] if args.id_data and not Path(args.id_data).expanduser().is_dir() else []
+    if missing:
+        print(f"mcdo ood: {'; '.join(missing)}: no such folder", file=sys.stderr)
+        return 2
     if own and args.ood_dataset:
         print("mcdo ood: --ood-dataset names the MOS sets; with your own folders give them as --ood-data",
               file=sys.stderr)

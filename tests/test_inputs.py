@@ -290,3 +290,20 @@ def test_random_weights_never_replace_weights_the_user_named(tmp_path, capsys):
                  ["bayes", "--model", "google/siglip-base-patch16-224", "--random-weights"]):
         assert cli.main(argv) == 2
         assert "--random-weights would replace them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["ood", "--model", "tiny-clip", "--random-weights", "--ood-data", "/no/such/ood"],
+     "--ood-data /no/such/ood: no such folder"),
+    (["ood", "--model", "tiny-clip", "--random-weights", "--id-data", "/no/such/id", "--ood-data", "."],
+     "--id-data /no/such/id: no such folder"),
+    (["probe", "--models", "tiny-clip", "--random-weights", "--data", "/no/such/probe"], "no such folder"),
+])
+def test_a_missing_folder_is_one_line_saying_so(argv, said, capsys):
+    """Issue 36.3: ``--id-data /missing`` said 'no class sub-folders' and never 'no such folder'; ``--ood-data
+    /missing`` printed the whole usage block first. Now one line, exit 2."""
+    from mcdo import cli
+
+    assert cli.main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "usage:" not in err and len(err.strip().splitlines()) == 1

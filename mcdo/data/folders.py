@@ -282,6 +282,9 @@ def class_folder(path: Path | str) -> ClassFolder:
     if bad:
         raise MissingData(f"class names in {ascii(str(root))}: {', '.join(ascii(c) for c in bad)} are not UTF-8",
                           "rename those class folders (their names become the zero-shot prompts)")
+    if not root.exists():
+        raise MissingData(f"labelled image folder {root}: no such folder", "check the path (it is read as given, "
+                          "relative to the current directory)")
     if not classes:
         raise MissingData(f"labelled image folder {root} (no class sub-folders with images)",
                           f"put one folder per class under {root} (or Food-101 as extracted: {root}/images/<class>/)")
