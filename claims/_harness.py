@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mcdo.verify import catalog, engine, findings
-from mcdo.verify.acceptance import Outcome, accept
+from mcdo.testing_claims import act_on
+from mcdo.verify.acceptance import accept
 
 
 def params(family: str) -> list:
@@ -30,16 +31,7 @@ def user_params(models: list[str]) -> list:
 
 def check(claim_id: str, tier: str, ctx: engine.Context, sink: list) -> None:
     """Evaluate, keep the records, and act on the one judge's outcome (``mcdo.verify.acceptance``, which
-    ``mcdo claims`` applies too): a skip, a failure for a broken rule (never absorbed by a strict xfail:
-    ``pytest.fail`` is not an AssertionError), an assertion for a claim that does not hold (absorbed only where it
-    is a registered finding)."""
+    ``mcdo claims`` applies too) as any test of the claims does (``mcdo.testing_claims.act_on``)."""
     records = engine.evaluate(claim_id, tier, ctx)
     sink.extend(records)
-    j = accept(claim_id, tier, records, ctx.strict_tiers, ctx.user_model)
-    if j.outcome == Outcome.SKIP:
-        pytest.skip(j.message)
-    if j.outcome == Outcome.DEFECT:
-        pytest.fail(j.message)
-    if j.outcome in (Outcome.NOT_REPRODUCED, Outcome.EXPECTED_FAILURE):
-        raise AssertionError(j.message)
-    # PASS, SMOKE, and UNEXPECTED_PASS (its strict xfail marker turns the pass into a failure)
+    act_on(accept(claim_id, tier, records, ctx.strict_tiers, ctx.user_model))
